@@ -1,0 +1,45 @@
+"""The Python API: ``superres.upscale`` and ``superres.load_model`` on arrays or PIL images."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TypeVar
+
+import numpy as np
+from PIL import Image
+
+from superres.errors import SuperresError
+from superres.inference import DEFAULT_TILE, Upscaler
+from superres.io import pixels_from_pil
+from superres.models import load_model, resolve_name
+
+ImageLike = TypeVar("ImageLike", np.ndarray, Image.Image)
+
+
+@lru_cache(maxsize=8)
+def get_upscaler(model: str, scale: int, tile: int = DEFAULT_TILE, device: str = "cpu") -> Upscaler:
+    """A cached :class:`Upscaler`, so repeated calls do not reload weights."""
+    return Upscaler(load_model(resolve_name(model), scale), tile=tile, device=device)
+
+
+def upscale(
+    image: ImageLike,
+    model: str = "default",
+    scale: int = 4,
+    outscale: float | None = None,
+    tile: int = DEFAULT_TILE,
+    device: str = "cpu",
+) -> ImageLike:
+    """Enlarge ``image`` with a shipped model; returns the same type, mode and bit depth.
+
+    ``outscale`` resamples the model's result to exactly ``outscale`` times the input size.
+    """
+    if outscale is not None and not 0 < outscale <= 16:
+        raise SuperresError(f"outscale must be above 0 and at most 16, got {outscale}")
+    upscaler = get_upscaler(model, scale, tile, device)
+    if isinstance(image, Image.Image):
+        result = upscaler.upscale(pixels_from_pil(image), outscale)
+        return Image.fromarray(result)
+    if not isinstance(image, np.ndarray):
+        raise SuperresError(f"expected a numpy array or a PIL image, got {type(image).__name__}")
+    return upscaler.upscale(image, outscale)

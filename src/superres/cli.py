@@ -1,0 +1,513 @@
+"""The ``superres`` command: a thin shell over the Python API.
+
+Every user error ends as one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from superres import __version__
+from superres.degrade import METHODS, degrade, modcrop
+from superres.errors import ImageWriteError, SuperresError
+from superres.io import find_images, load_pixels, read_image, write_image
+from superres.metrics import PROTOCOLS, score
+from superres.reporting import format_number, rich_table, write_csv, write_json
+
+app = typer.Typer(
+    name="superres",
+    help="Single-image super-resolution: degrade, measure, train, benchmark and upscale.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+Inputs = Annotated[
+    list[Path], typer.Argument(help="Image files or folders (searched recursively).")
+]
+
+
+def fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
+
+
+class Batch:
+    """Counts per-file failures so a batch reports each bad file once and exits non-zero."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def report(self, error: SuperresError) -> None:
+        self.failures += 1
+        fail(str(error))
+
+    def finish(self, done: int) -> None:
+        if self.failures:
+            err.print(f"{done} done, {self.failures} failed")
+            raise typer.Exit(1)
+
+
+def _check_not_input(target: Path, inputs: set[Path]) -> None:
+    if target.resolve() in inputs:
+        raise ImageWriteError(f"{target}: refusing to overwrite an input file")
+
+
+def _expand(inputs: list[Path], batch: Batch) -> list[tuple[Path, Path]]:
+    files, missing = find_images(inputs)
+    for path in missing:
+        batch.report(SuperresError(f"{path}: no such file or folder"))
+    return files
+
+
+@app.command("degrade")
+def degrade_command(
+    inputs: Inputs,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")],
+    scale: Annotated[
+        float, typer.Option("--scale", "-s", help="Shrink factor, e.g. 2, 3, 1.5.")
+    ] = 2.0,
+    method: Annotated[str, typer.Option(help=f"One of: {', '.join(METHODS)}.")] = "matlab-bicubic",
+    keep_size: Annotated[
+        bool,
+        typer.Option("--keep-size", help="Enlarge back to the input size (what SRCNN is fed)."),
+    ] = False,
+    crop: Annotated[
+        bool, typer.Option("--modcrop", help="First crop each side to a multiple of the scale.")
+    ] = False,
+) -> None:
+    """Shrink images by a factor (and optionally enlarge them back), keeping their file names."""
+    if method not in METHODS:
+        raise SuperresError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    batch = Batch()
+    files = _expand(inputs, batch)
+    protected = {path.resolve() for path, _ in files}
+    done = 0
+    for path, relative in files:
+        target = output / relative
+        try:
+            _check_not_input(target, protected)
+            image = read_image(path)
+            pixels = (
+                modcrop(image.pixels, int(scale)) if crop and scale == int(scale) else image.pixels
+            )
+            result = degrade(pixels, scale, method, keep_size=keep_size)  # type: ignore[arg-type]
+            write_image(target, result, icc_profile=image.icc_profile)
+            done += 1
+            out.print(f"{path} -> {target} ({result.shape[1]}x{result.shape[0]})", highlight=False)
+        except SuperresError as error:
+            batch.report(error)
+    batch.finish(done)
+
+
+def _pair_references(reference: Path, tests: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """Match each test image with its reference: the same file, or the same name in a folder."""
+    if reference.is_file():
+        return [(reference, path) for path, _ in tests]
+    if not reference.is_dir():
+        raise SuperresError(f"{reference}: no such file or folder")
+    refs, _ = find_images([reference])
+    by_name = {rel.as_posix(): path for path, rel in refs}
+    by_stem = {rel.with_suffix("").as_posix(): path for path, rel in refs}
+    pairs = []
+    for path, relative in tests:
+        match = by_name.get(relative.as_posix()) or by_stem.get(relative.with_suffix("").as_posix())
+        if match is None:
+            raise SuperresError(f"{path}: no reference named {relative} in {reference}")
+        pairs.append((match, path))
+    return pairs
+
+
+def _crop_to(ref: np.ndarray, test_shape: tuple[int, ...], scale: int | None) -> np.ndarray:
+    """Crop a reference to a test image that lost its modcrop remainder (at most scale-1 px)."""
+    dh, dw = ref.shape[0] - test_shape[0], ref.shape[1] - test_shape[1]
+    if scale and 0 <= dh < scale and 0 <= dw < scale:
+        return ref[: test_shape[0], : test_shape[1]]
+    return ref
+
+
+@app.command("compare")
+def compare_command(
+    reference: Annotated[Path, typer.Argument(help="Reference image, or a folder of them.")],
+    tests: Annotated[list[Path], typer.Argument(help="Images or folders to score.")],
+    protocol: Annotated[str, typer.Option(help="standard (SR papers) or tutorial.")] = "standard",
+    scale: Annotated[
+        int | None, typer.Option(help="SR scale: shaves this border (standard protocol).")
+    ] = None,
+    shave: Annotated[int | None, typer.Option(help="Border to shave (overrides --scale).")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write one row per image.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write rows and means.")] = None,
+) -> None:
+    """PSNR, MSE and SSIM of images against their references (matched by file name)."""
+    if protocol not in PROTOCOLS:
+        raise SuperresError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    border = shave if shave is not None else (scale or 0) if protocol == "standard" else 0
+    batch = Batch()
+    rows = []
+    for ref_path, test_path in _pair_references(reference, _expand(tests, batch)):
+        try:
+            test = load_pixels(test_path)
+            ref = _crop_to(load_pixels(ref_path), test.shape, scale)
+            result = score(ref, test, protocol, border)  # type: ignore[arg-type]
+            rows.append({"image": str(test_path), **result.as_dict()})
+        except SuperresError as error:
+            batch.report(error)
+    if rows:
+        means = {k: sum(r[k] for r in rows) / len(rows) for k in ("psnr", "mse", "ssim")}
+        table_rows = [
+            [
+                r["image"],
+                format_number(r["psnr"], 4),
+                format_number(r["mse"], 4),
+                format_number(r["ssim"], 5),
+            ]
+            for r in [*rows, {"image": "mean", **means}]
+        ]
+        title = f"{protocol} protocol, border {border}"
+        out.print(rich_table(title, ["image", "PSNR dB", "MSE", "SSIM"], table_rows))
+        if csv_path:
+            write_csv(csv_path, rows)
+        if json_path:
+            write_json(
+                json_path, {"protocol": protocol, "border": border, "images": rows, "mean": means}
+            )
+    batch.finish(len(rows))
+
+
+@app.command("train")
+def train_command(
+    model: Annotated[str, typer.Option(help="Architecture, e.g. srcnn-955, compact.")],
+    scale: Annotated[int, typer.Option(help="2, 3 or 4.")],
+    train: Annotated[list[Path], typer.Option(help="Training image folder (repeatable).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder.")],
+    val: Annotated[Path | None, typer.Option(help="Validation folder (e.g. Set5).")] = None,
+    steps: Annotated[int, typer.Option(help="Total optimiser steps.")] = 20_000,
+    epoch_steps: Annotated[int, typer.Option(help="Steps between validations.")] = 1_000,
+    batch_size: Annotated[int, typer.Option()] = 16,
+    patch_size: Annotated[int, typer.Option(help="HR patch side (multiple of scale).")] = 48,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (cosine decay to 0).")] = 1e-3,
+    loss: Annotated[str, typer.Option(help="l1 or mse.")] = "l1",
+    seed: Annotated[int, typer.Option()] = 0,
+    precision: Annotated[str, typer.Option(help="fp32 or bf16 (autocast).")] = "fp32",
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all).")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the run's checkpoint.")
+    ] = False,
+) -> None:
+    """Train a model on folders of images; validation PSNR per epoch goes to RUN_DIR/log.csv."""
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from superres.training import TrainConfig, Trainer
+
+    if threads:
+        torch.set_num_threads(threads)
+    config = TrainConfig(
+        model=model,
+        scale=scale,
+        train=[str(p) for p in train],
+        val=str(val) if val else None,
+        steps=steps,
+        epoch_steps=epoch_steps,
+        batch_size=batch_size,
+        patch_size=patch_size,
+        lr=lr,
+        loss=loss,
+        seed=seed,
+        precision=precision,
+    )
+    trainer = Trainer(config, output)
+    if resume:
+        trainer.resume()
+    elif (output / "checkpoint.pt").exists():
+        raise SuperresError(f"{output} already holds a run: pass --resume or choose another folder")
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.5f}"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=err, disable=not err.is_terminal) as progress:
+        task = progress.add_task(f"{model} x{scale}", total=steps, completed=trainer.step, loss=0.0)
+        reports = trainer.run(
+            on_step=lambda step, value: progress.update(task, completed=step, loss=value)
+        )
+    for report in reports:
+        psnr = format_number(report.val_psnr, 2)
+        out.print(
+            f"epoch {report.epoch}: step {report.step}, loss {report.loss:.5f}, val PSNR {psnr}"
+        )
+    out.print(f"weights: {output / 'model.safetensors'}")
+
+
+def _split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@app.command("benchmark")
+def benchmark_command(
+    datasets: Annotated[
+        list[Path], typer.Option(help="Reference folders, e.g. Set5 (repeatable).")
+    ],
+    models: Annotated[
+        str, typer.Option(help="Comma-separated: bicubic, srcnn, ...")
+    ] = "bicubic,srcnn",
+    scales: Annotated[str, typer.Option(help="Comma-separated scales.")] = "2,3,4",
+    csv_path: Annotated[Path | None, typer.Option("--csv")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json")] = None,
+    markdown_path: Annotated[Path | None, typer.Option("--markdown")] = None,
+) -> None:
+    """Standard-protocol PSNR/SSIM per dataset and scale, beside the published figures."""
+    from superres.evaluation import PUBLISHED, benchmark
+    from superres.reporting import benchmark_markdown, benchmark_rows, write_text_atomic
+
+    for folder in datasets:
+        if not folder.is_dir():
+            raise SuperresError(f"{folder}: no such folder")
+    try:
+        scale_list = [int(s) for s in _split_list(scales)]
+    except ValueError as error:
+        raise SuperresError(f"--scales takes whole numbers like 2,3,4: {error}") from error
+    rows = benchmark_rows(benchmark(_split_list(models), scale_list, datasets), PUBLISHED)
+    table = benchmark_markdown(rows)
+    out.print(table, highlight=False, markup=False)
+    if csv_path:
+        write_csv(csv_path, rows)
+    if json_path:
+        write_json(json_path, rows)
+    if markdown_path:
+        write_text_atomic(markdown_path, table)
+
+
+@app.command("import-keras")
+def import_keras_command(
+    weights: Annotated[Path, typer.Argument(help="The tutorial's Keras .h5 weights.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write .safetensors.")],
+    arch: Annotated[str, typer.Option(help="Architecture the file holds.")] = "srcnn-tutorial",
+) -> None:
+    """Convert the Keras SRCNN tutorial's weights to safetensors (no pickle involved)."""
+    from superres.models import save_weights
+    from superres.tutorial import import_keras_weights
+
+    if output.resolve() == weights.resolve():
+        raise ImageWriteError(f"{output}: refusing to overwrite the input file")
+    model = import_keras_weights(weights, arch)
+    save_weights(output, model)
+    out.print(f"{weights} -> {output} ({model.name}, {model.parameters:,} parameters)")
+
+
+@app.command("tutorial-deploy")
+def tutorial_deploy_command(
+    references: Inputs,
+    weights: Annotated[Path, typer.Option(help="Converted tutorial weights (see import-keras).")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also write degraded and output images.")
+    ] = None,
+) -> None:
+    """The SRCNN tutorial's deploy path: bilinear x2 input, network on YCrCb's Y, 6-px shave."""
+    from superres.models import load_weights_file
+    from superres.tutorial import tutorial_deploy
+
+    model = load_weights_file(weights)
+    if not hasattr(model.network, "mapping"):
+        raise SuperresError(f"{weights}: {model.name} is not an SRCNN network")
+    batch = Batch()
+    rows = []
+    for path, relative in _expand(references, batch):
+        try:
+            result = tutorial_deploy(model, read_image(path).pixels)
+        except SuperresError as error:
+            batch.report(error)
+            continue
+        if output:
+            write_image(output / "degraded" / relative, result.degraded)
+            write_image(output / "srcnn" / relative, result.output)
+        rows.append(
+            [
+                str(relative),
+                *(
+                    format_number(v, 4)
+                    for v in (
+                        result.degraded_scores.psnr,
+                        result.output_scores.psnr,
+                        result.degraded_scores.ssim,
+                        result.output_scores.ssim,
+                    )
+                ),
+            ]
+        )
+    if rows:
+        columns = ["image", "degraded PSNR", "SRCNN PSNR", "degraded SSIM", "SRCNN SSIM"]
+        out.print(rich_table("tutorial protocol (all channels, 6-px shave)", columns, rows))
+    batch.finish(len(rows))
+
+
+@app.command("upscale")
+def upscale_command(
+    inputs: Inputs,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (or file).")],
+    model: Annotated[str, typer.Option(help="Model name; see `superres models`.")] = "default",
+    scale: Annotated[int, typer.Option("--scale", "-s", help="Model scale: 2, 3 or 4.")] = 4,
+    outscale: Annotated[
+        float | None, typer.Option(help="Final size factor, e.g. 1.5 or 5 (resampled).")
+    ] = None,
+    tile: Annotated[int, typer.Option(help="Tile side in input pixels (bounds memory).")] = 256,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="png, jpg, webp or tiff (default: as input).")
+    ] = None,
+    quality: Annotated[int, typer.Option(help="JPEG/WebP quality, 1-100.")] = 95,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing outputs.")
+    ] = False,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+) -> None:
+    """Enlarge images with a model; existing outputs are skipped, so a stopped batch resumes."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from superres.batch import check_target, plan_jobs, protected_paths, upscale_file
+    from superres.inference import Upscaler
+    from superres.models import load_model
+
+    if outscale is not None and not 0 < outscale <= 16:
+        raise SuperresError(f"--outscale must be above 0 and at most 16, got {outscale}")
+    if fmt is not None and fmt.lower() not in ("png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"):
+        raise SuperresError(f"unknown --format {fmt!r}; choose png, jpg, webp or tiff")
+    if not 1 <= quality <= 100:
+        raise SuperresError(f"--quality must be between 1 and 100, got {quality}")
+    upscaler = Upscaler(load_model(model, scale), tile=tile, device=device, threads=threads)
+    batch = Batch()
+    jobs, missing = plan_jobs(inputs, output, fmt)
+    for path in missing:
+        batch.report(SuperresError(f"{path}: no such file or folder"))
+    protected = protected_paths(jobs)
+    written = skipped = 0
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=err, disable=not err.is_terminal) as progress:
+        overall = progress.add_task("images", total=len(jobs))
+        tiles = progress.add_task("tiles", total=None)
+        for job in jobs:
+            try:
+                if not check_target(job, protected, overwrite):
+                    skipped += 1
+                    out.print(
+                        f"skip {job.target} (exists; --overwrite replaces it)", highlight=False
+                    )
+                    continue
+                progress.update(tiles, description=job.source.name, completed=0, total=None)
+                size = upscale_file(
+                    upscaler,
+                    job,
+                    outscale,
+                    quality,
+                    lambda done, total: progress.update(tiles, completed=done, total=total),
+                )
+                written += 1
+                out.print(f"{job.source} -> {job.target} ({size[0]}x{size[1]})", highlight=False)
+            except SuperresError as error:
+                batch.report(error)
+            finally:
+                progress.advance(overall)
+    out.print(f"{written} written, {skipped} skipped, {batch.failures} failed")
+    batch.finish(written)
+
+
+@app.command("models")
+def models_command() -> None:
+    """The shipped models: scale, parameters, file size and Set5 PSNR (standard protocol)."""
+    from superres.models.registry import ALIASES, shipped_models
+
+    rows = []
+    for entry in shipped_models():
+        aliases = [alias for alias, name in ALIASES.items() if name == entry.name]
+        rows.append(
+            [
+                entry.name + (f" ({', '.join(aliases)})" if aliases else ""),
+                f"x{entry.scale}",
+                f"{entry.parameters:,}",
+                f"{entry.file_kib:.0f} KiB",
+                entry.metadata.get("val_psnr", "-") or "-",
+                entry.metadata.get("steps", "-"),
+            ]
+        )
+    columns = ["model", "scale", "parameters", "file", "Set5 PSNR dB", "training steps"]
+    out.print(rich_table("shipped models", columns, rows))
+
+
+@app.command("demo")
+def demo_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the images.")] = Path(
+        "superres-demo"
+    ),
+    models: Annotated[str, typer.Option(help="Comma-separated methods to compare.")] = "default",
+    scale: Annotated[int, typer.Option("--scale", "-s")] = 3,
+) -> None:
+    """The main job on built-in data: shrink a sample photo, enlarge it back, score each method."""
+    from skimage import data
+
+    from superres.evaluation import compare_methods
+
+    methods = ["bicubic", *[m for m in _split_list(models) if m != "bicubic"]]
+    high, low, outputs = compare_methods(data.astronaut(), scale, methods)
+    write_image(output / "original.png", high)
+    write_image(output / f"input-x{scale}.png", low)
+    rows = []
+    for result in outputs:
+        write_image(output / f"{result.method}-x{scale}.png", result.image)
+        s = result.scores
+        rows.append(
+            [
+                result.method,
+                format_number(s.psnr, 2),
+                format_number(s.ssim, 4),
+                format_number(s.mse, 2),
+            ]
+        )
+    title = f"astronaut, x{scale}, standard protocol (Y, border {scale})"
+    out.print(rich_table(title, ["method", "PSNR dB", "SSIM", "MSE"], rows))
+    out.print(f"images written to {output}/")
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"superres {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def common(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True)
+    ] = False,
+) -> None:
+    """Single-image super-resolution toolkit."""
+
+
+def main() -> None:
+    try:
+        app()
+    except SuperresError as error:
+        fail(str(error))
+        sys.exit(2)
+    except KeyboardInterrupt:
+        fail("interrupted")
+        sys.exit(130)

@@ -1,0 +1,146 @@
+"""Score methods on reference images the standard way: modcrop, LR by MATLAB bicubic, Y PSNR/SSIM.
+
+A "method" is bicubic or any registered model; bicubic goes through the same
+pipeline so the baseline and the models are measured identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from superres.degrade import Method, downscale, modcrop, resize
+from superres.inference import Upscaler
+from superres.io import find_images, load_pixels
+from superres.metrics import Protocol, Scores, score
+from superres.models import resolve_name
+
+Enlarger = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    image: str
+    scores: Scores
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    method: str
+    dataset: str
+    scale: int
+    images: list[ImageScore]
+
+    @property
+    def psnr(self) -> float:
+        return float(np.mean([i.scores.psnr for i in self.images]))
+
+    @property
+    def ssim(self) -> float:
+        return float(np.mean([i.scores.ssim for i in self.images]))
+
+    @property
+    def mse(self) -> float:
+        return float(np.mean([i.scores.mse for i in self.images]))
+
+
+def bicubic_enlarger(scale: int) -> Enlarger:
+    return lambda low: resize(low, (low.shape[0] * scale, low.shape[1] * scale), "matlab-bicubic")
+
+
+def enlarger_for(method: str, scale: int, tile: int | None = None) -> Enlarger:
+    """``bicubic`` or a model name -> a function from LR pixels to SR pixels."""
+    if method == "bicubic":
+        return bicubic_enlarger(scale)
+    upscaler = Upscaler(method, scale) if tile is None else Upscaler(method, scale, tile=tile)
+    return upscaler.upscale
+
+
+def low_resolution_pair(
+    reference: np.ndarray, scale: int, degradation: Method = "matlab-bicubic"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(cropped reference, its LR image): the reference cropped to a multiple of ``scale``."""
+    high = modcrop(reference, scale)
+    return high, downscale(high, scale, degradation)
+
+
+def evaluate(
+    enlarge: Enlarger,
+    references: Sequence[tuple[str, np.ndarray]],
+    scale: int,
+    method: str = "model",
+    dataset: str = "",
+    protocol: Protocol = "standard",
+    degradation: Method = "matlab-bicubic",
+) -> EvaluationResult:
+    """Score ``enlarge`` on every reference; the border shaved is ``scale`` (standard protocol)."""
+    results = []
+    for name, reference in references:
+        high, low = low_resolution_pair(reference, scale, degradation)
+        border = scale if protocol == "standard" else 0
+        results.append(ImageScore(name, score(high, enlarge(low), protocol, border)))
+    return EvaluationResult(method, dataset, scale, results)
+
+
+def load_references(folder: Path) -> list[tuple[str, np.ndarray]]:
+    """Every image in ``folder`` (recursively) as (relative name, pixels)."""
+    files, _missing = find_images([folder])
+    return [(str(relative), load_pixels(path)) for path, relative in files]
+
+
+# Published (PSNR, SSIM) on the standard protocol; None where a paper gives no SSIM.
+# Bicubic: the figures every SR paper tabulates; SRCNN 9-5-5: Dong et al. TPAMI 2015.
+PUBLISHED: dict[tuple[str, str, int], tuple[float, float | None]] = {
+    ("bicubic", "Set5", 2): (33.66, 0.9299),
+    ("bicubic", "Set5", 3): (30.39, 0.8682),
+    ("bicubic", "Set5", 4): (28.42, 0.8104),
+    ("bicubic", "Set14", 2): (30.24, 0.8688),
+    ("bicubic", "Set14", 3): (27.55, 0.7742),
+    ("bicubic", "Set14", 4): (26.00, 0.7027),
+    ("srcnn-955", "Set5", 2): (36.66, None),
+    ("srcnn-955", "Set5", 3): (32.75, None),
+    ("srcnn-955", "Set5", 4): (30.48, None),
+    ("srcnn-955", "Set14", 2): (32.45, None),
+    ("srcnn-955", "Set14", 3): (29.30, None),
+    ("srcnn-955", "Set14", 4): (27.50, None),
+}
+
+
+def canonical_method(method: str) -> str:
+    return method if method == "bicubic" else resolve_name(method)
+
+
+def benchmark(
+    methods: Sequence[str], scales: Sequence[int], datasets: Sequence[Path]
+) -> list[EvaluationResult]:
+    """Every method at every scale on every dataset (standard protocol)."""
+    loaded = [(folder.name, load_references(folder)) for folder in datasets]
+    results = []
+    for method in methods:
+        for scale in scales:
+            enlarge = enlarger_for(canonical_method(method), scale)
+            for name, references in loaded:
+                results.append(evaluate(enlarge, references, scale, canonical_method(method), name))
+    return results
+
+
+@dataclass(frozen=True)
+class MethodOutput:
+    method: str
+    image: np.ndarray
+    scores: Scores
+
+
+def compare_methods(
+    reference: np.ndarray, scale: int, methods: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, list[MethodOutput]]:
+    """(cropped reference, LR input, each method's output and scores) for one image."""
+    high, low = low_resolution_pair(reference, scale)
+    outputs = []
+    for method in methods:
+        image = enlarger_for(canonical_method(method), scale)(low)
+        outputs.append(MethodOutput(method, image, score(high, image, "standard", scale)))
+    return high, low, outputs

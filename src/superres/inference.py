@@ -1,0 +1,152 @@
+"""Run a model on a whole image of any size: colour handling, tiling, alpha, bit depth.
+
+Every step (colour conversion, network, bicubic chroma and alpha) runs per tile,
+so memory is bounded by the tile, not the image: only the 8- or 16-bit output
+buffer is image-sized. Tiles overlap by the model's receptive field and only
+their centres are kept, so the result equals an untiled run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import cv2
+import numpy as np
+import torch
+
+from superres.color import RGB_TO_YCBCR, YCBCR_OFFSET, YCBCR_TO_RGB
+from superres.errors import SuperresError
+from superres.models import LoadedModel, load_model
+from superres.models.layers import MatlabBicubicUpsample
+
+DEFAULT_TILE = 256  # low-resolution pixels per tile side
+Progress = Callable[[int, int], None]
+
+_TO_YCBCR = torch.tensor(RGB_TO_YCBCR / 255.0, dtype=torch.float32)
+_FROM_YCBCR = torch.tensor(YCBCR_TO_RGB * 255.0, dtype=torch.float32)
+_OFFSET = torch.tensor(YCBCR_OFFSET / 255.0, dtype=torch.float32).view(3, 1, 1)
+
+
+def _rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,njhw->nihw", _TO_YCBCR, rgb) + _OFFSET
+
+
+def _ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,njhw->nihw", _FROM_YCBCR, ycbcr - _OFFSET)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SuperresError("--device cuda was asked for, but no CUDA device is available")
+    if device not in ("cpu", "cuda"):
+        raise SuperresError(f"unknown device {device!r}; choose cpu, cuda or auto")
+    return torch.device(device)
+
+
+def tile_boxes(height: int, width: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
+    """(top, left, bottom, right) of tiles covering the image."""
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            yield top, left, min(top + tile, height), min(left + tile, width)
+
+
+class Upscaler:
+    """A model ready to enlarge images: numpy in, numpy out, same mode and bit depth."""
+
+    def __init__(
+        self,
+        model: str | LoadedModel = "default",
+        scale: int = 4,
+        tile: int = DEFAULT_TILE,
+        device: str = "cpu",
+        threads: int | None = None,
+    ) -> None:
+        if tile < 16:
+            raise SuperresError(f"tile size must be at least 16 pixels, got {tile}")
+        if threads is not None:
+            if threads < 1:
+                raise SuperresError(f"threads must be at least 1, got {threads}")
+            torch.set_num_threads(threads)
+        self.model = model if isinstance(model, LoadedModel) else load_model(model, scale)
+        self.scale = self.model.scale
+        self.tile = tile
+        self.device = resolve_device(device)
+        self.network = self.model.network.to(self.device).eval()
+        self.bicubic = MatlabBicubicUpsample(self.scale).to(self.device)
+
+    def _enlarge_planes(self, planes: torch.Tensor) -> torch.Tensor:
+        """Bicubic for every plane the network does not handle (chroma, alpha)."""
+        n, c, h, w = planes.shape
+        return self.bicubic(planes.reshape(n * c, 1, h, w)).reshape(
+            n, c, h * self.scale, w * self.scale
+        )
+
+    def _enlarge_colour(self, colour: torch.Tensor) -> torch.Tensor:
+        """Grey (1 channel) or RGB (3) in [0, 1] -> enlarged, by the model where it applies."""
+        channels = colour.shape[1]
+        if self.model.channels == 3:
+            rgb = colour.expand(-1, 3, -1, -1) if channels == 1 else colour
+            out = self.network(rgb)
+            return out.mean(dim=1, keepdim=True) if channels == 1 else out
+        if channels == 1:
+            return self.network(colour)
+        ycbcr = _rgb_to_ycbcr(colour)
+        luma = self.network(ycbcr[:, :1])
+        return _ycbcr_to_rgb(torch.cat([luma, self._enlarge_planes(ycbcr[:, 1:])], dim=1))
+
+    @torch.inference_mode()
+    def _process(self, tile: np.ndarray, peak: float) -> np.ndarray:
+        """One LR tile (H, W, C) of integers -> its enlarged float tile in [0, peak]."""
+        planes = torch.from_numpy(np.ascontiguousarray(tile.transpose(2, 0, 1)))
+        planes = (planes.to(self.device, torch.float32) / peak).unsqueeze(0)
+        colour_channels = 1 if planes.shape[1] in (1, 2) else 3
+        out = self._enlarge_colour(planes[:, :colour_channels])
+        if planes.shape[1] > colour_channels:
+            out = torch.cat([out, self._enlarge_planes(planes[:, colour_channels:])], dim=1)
+        return (out.clamp(0.0, 1.0) * peak).squeeze(0).permute(1, 2, 0).cpu().numpy()
+
+    def upscale(
+        self,
+        pixels: np.ndarray,
+        outscale: float | None = None,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
+        """Enlarge by the model's scale (or resample to ``outscale``), keeping mode and depth."""
+        if pixels.dtype not in (np.uint8, np.uint16):
+            raise SuperresError(f"expected 8- or 16-bit pixels, got {pixels.dtype}")
+        squeeze = pixels.ndim == 2
+        image = pixels[..., None] if squeeze else pixels
+        height, width, channels = image.shape
+        peak = float(np.iinfo(pixels.dtype).max)
+        s, margin = self.scale, self.model.lr_context
+        out = np.empty((height * s, width * s, channels), dtype=pixels.dtype)
+        boxes = list(tile_boxes(height, width, self.tile))
+        for done, (top, left, bottom, right) in enumerate(boxes, start=1):
+            pad_top, pad_left = max(0, top - margin), max(0, left - margin)
+            padded = image[
+                pad_top : min(height, bottom + margin), pad_left : min(width, right + margin)
+            ]
+            result = self._process(padded, peak)
+            dy, dx = (top - pad_top) * s, (left - pad_left) * s
+            core = result[dy : dy + (bottom - top) * s, dx : dx + (right - left) * s]
+            out[top * s : bottom * s, left * s : right * s] = np.round(core)
+            if progress:
+                progress(done, len(boxes))
+        if outscale is not None:
+            out = resample_to(out, (round(height * outscale), round(width * outscale)))
+        return out[..., 0] if squeeze else out
+
+
+def resample_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Exact output size from the native result: area when shrinking, bicubic when growing."""
+    height, width = size
+    if height < 1 or width < 1:
+        raise SuperresError(f"output size {width}x{height} is empty")
+    if (height, width) == image.shape[:2]:
+        return image
+    shrinking = height * width < image.shape[0] * image.shape[1]
+    flag = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+    resized = cv2.resize(image, (width, height), interpolation=flag)
+    return resized.reshape(resized.shape[:2] + image.shape[2:])

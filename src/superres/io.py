@@ -1,0 +1,642 @@
+"""Image files in and out: decode to numpy without losing bits, write atomically.
+
+Pillow does the work wherever it is right. OpenCV is used only for 16-bit colour (RGB/RGBA,
+and 16-bit grey+alpha on read): Pillow has no 16-bit colour modes, so it silently truncates
+48/64-bit PNG and TIFF to 8 bits on read and cannot write them at all.
+
+Every read failure is an :class:`ImageReadError` and every write failure an
+:class:`ImageWriteError`, each one line that names the file, so the CLI can report it as is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import stat
+import struct
+import threading
+import warnings
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+from PIL import ExifTags, Image, ImageOps, features
+
+from superres.errors import ImageReadError, ImageWriteError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "ImageData",
+    "ImageReadError",
+    "ImageWriteError",
+    "find_images",
+    "load_pixels",
+    "output_path_for",
+    "pixels_from_pil",
+    "read_image",
+    "write_image",
+]
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+)
+
+# Where Pillow itself refuses (twice its warning level, Image.MAX_IMAGE_PIXELS): a header
+# claiming more is refused before decoding, so a tiny crafted file cannot eat gigabytes.
+DEFAULT_MAX_PIXELS: int = 178_956_970
+
+# Only these decoders are offered to Pillow; the rest of its plugins (some of which shell out,
+# like EPS via Ghostscript) are attack surface we do not need.
+_READ_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
+
+_WRITE_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+}
+_CANONICAL_SUFFIX = {
+    "png": ".png",
+    "jpg": ".jpg",
+    "jpeg": ".jpg",
+    "webp": ".webp",
+    "tif": ".tiff",
+    "tiff": ".tiff",
+    "bmp": ".bmp",
+}
+# Largest side each encoder accepts; checked up front for a clear message instead of a codec error.
+_MAX_SIDE = {"JPEG": 65_535, "WEBP": 16_383}
+
+_EXIF_HEADER = b"Exif\x00\x00"
+_ORIENTATION = ExifTags.Base.Orientation
+_BITS_PER_SAMPLE = 258
+_PHOTOMETRIC = 262
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_IDAT_SIZE = 1 << 20
+
+_PIXEL_LIMIT_LOCK = threading.Lock()
+
+
+@dataclass(eq=False)  # eq on ndarray fields would raise, not compare
+class ImageData:
+    """Decoded pixels plus the metadata worth carrying to an upscaled copy."""
+
+    pixels: np.ndarray  # HxW, HxWx2 (grey+alpha), HxWx3 RGB, HxWx4 RGBA; uint8 or uint16
+    icc_profile: bytes | None  # colours are only meaningful relative to this profile
+    exif: bytes | None  # "Exif\0\0"-prefixed, Orientation reset to 1 (pixels are upright)
+    format: str  # Pillow's name for the source format, e.g. "PNG", "JPEG"
+
+    @property
+    def has_alpha(self) -> bool:
+        """Whether the last channel is alpha (grey+alpha or RGBA)."""
+        return self.pixels.ndim == 3 and self.pixels.shape[2] in (2, 4)
+
+    @property
+    def bit_depth(self) -> int:
+        """Bits per sample: 8 or 16."""
+        return 16 if self.pixels.dtype == np.uint16 else 8
+
+
+# --------------------------------------------------------------------------------------- read
+
+
+def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageData:
+    """Decode an image upright (EXIF orientation applied) at its full bit depth.
+
+    Refuses images with more than ``max_pixels`` pixels before decoding them (``None``
+    disables the guard, including Pillow's own global one).
+    """
+    path = Path(path)
+    try:
+        return _read(path, max_pixels)
+    except ImageReadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageReadError(f"{path}: too many pixels ({_one_line(error)})") from error
+    except Exception as error:  # a decoder bug or odd file must still be one clean line
+        raise ImageReadError(
+            f"{path}: cannot read image ({type(error).__name__}: {_one_line(error)})"
+        ) from error
+
+
+def load_pixels(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Just the pixels of :func:`read_image`, for callers that do not write the image back."""
+    return read_image(path, max_pixels=max_pixels).pixels
+
+
+def _read(path: Path, max_pixels: int | None) -> ImageData:
+    _check_is_readable_file(path)
+    with open(path, "rb") as file:
+        header = file.read(32)
+        file.seek(0)
+        with _open_with_pillow(path, file, max_pixels) as image:
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageReadError(
+                    f"{path}: {width}x{height} = {width * height:,} pixels, over the limit of "
+                    f"{max_pixels:,} (max_pixels)"
+                )
+            try:
+                # Decode everything now: a truncated file must fail here, not half-load later.
+                image.load()
+            except MemoryError:
+                raise ImageReadError(
+                    f"{path}: not enough memory to decode {width}x{height} pixels"
+                ) from None
+            except Exception as error:
+                raise ImageReadError(
+                    f"{path}: corrupt or truncated image data ({_one_line(error)})"
+                ) from error
+            icc_profile = image.info.get("icc_profile") or None
+            raw_exif = image.info.get("exif") or None
+            exif = _exif_with_orientation_reset(raw_exif) if raw_exif else None
+            source_format = image.format or "unknown"
+            opencv_source = _opencv_source(image, header)
+            if opencv_source is None:
+                pixels = _pillow_pixels(str(path), ImageOps.exif_transpose(image))
+            else:
+                orientation = image.getexif().get(_ORIENTATION, 1)
+                file.seek(0)
+                grey = opencv_source == "grey+alpha"
+                pixels = _opencv_pixels(path, file.read(), image.size, grey=grey)
+                pixels = np.ascontiguousarray(_apply_orientation(pixels, orientation))
+    return ImageData(pixels=pixels, icc_profile=icc_profile, exif=exif, format=source_format)
+
+
+def _check_is_readable_file(path: Path) -> None:
+    """Name the commonest mistakes plainly instead of letting a decoder guess at them."""
+    try:
+        status = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise ImageReadError(f"{path}: no such file") from None
+    except OSError as error:
+        raise ImageReadError(f"{path}: cannot access ({error.strerror or error})") from error
+    if stat.S_ISDIR(status.st_mode):
+        raise ImageReadError(f"{path}: is a directory, not an image file")
+    if not stat.S_ISREG(status.st_mode):
+        raise ImageReadError(f"{path}: not a regular file")
+    if status.st_size == 0:
+        raise ImageReadError(f"{path}: file is empty (0 bytes)")
+
+
+@contextmanager
+def _open_with_pillow(path: Path, file: BinaryIO, max_pixels: int | None) -> Iterator[Image.Image]:
+    """Image.open with our pixel limit in charge of Pillow's global decompression-bomb guard.
+
+    Pillow's warning is silenced: the caller's max_pixels, checked next, is what decides.
+    """
+    with _pillow_pixel_limit(max_pixels), warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(file, formats=_READ_FORMATS)
+        except Image.UnidentifiedImageError:
+            supported = ", ".join(_READ_FORMATS)
+            raise ImageReadError(
+                f"{path}: not an image, or not a supported format ({supported})"
+            ) from None
+        except Image.DecompressionBombError:
+            raise
+        except Exception as error:
+            raise ImageReadError(f"{path}: corrupt image header ({_one_line(error)})") from error
+    with image:
+        yield image
+
+
+@contextmanager
+def _pillow_pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Lift Pillow's global limit when the caller allows more; we check the size ourselves.
+
+    Pillow refuses above 2 * Image.MAX_IMAGE_PIXELS and has no per-call limit, so only then
+    is the global briefly changed (under a lock, so concurrent reads here restore it right).
+    """
+    current = Image.MAX_IMAGE_PIXELS
+    if current is None or (max_pixels is not None and max_pixels <= 2 * current):
+        yield
+        return
+    with _PIXEL_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None if max_pixels is None else max_pixels // 2 + 1
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _opencv_source(image: Image.Image, header: bytes) -> str | None:
+    """None if Pillow decodes this losslessly, else the 16-bit layout: "colour" or "grey+alpha".
+
+    Pillow reports these as 8-bit RGB/RGBA, so the bit depth comes from the PNG header
+    (IHDR) or the TIFF BitsPerSample tag.
+    """
+    if image.format == "PNG" and len(header) >= 26:
+        bit_depth, colour_type = header[24], header[25]
+        if bit_depth == 16 and colour_type in (2, 4, 6):  # RGB, grey+alpha, RGBA
+            return "grey+alpha" if colour_type == 4 else "colour"
+    if image.format == "TIFF" and image.mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        bits = image.tag_v2.get(_BITS_PER_SAMPLE, 8)
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        if max(bits, default=8) > 8:
+            grey = image.tag_v2.get(_PHOTOMETRIC) in (0, 1)  # min-is-white / min-is-black
+            return "grey+alpha" if grey else "colour"
+    return None
+
+
+def _opencv_pixels(path: Path, data: bytes, size: tuple[int, int], *, grey: bool) -> np.ndarray:
+    """16-bit colour through OpenCV, which keeps all 16 bits (BGR order turned into RGB).
+
+    imdecode rather than imread: same decoder, but it works for any file name on every OS.
+    """
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    width, height = size
+    if pixels is None or pixels.shape[:2] != (height, width):
+        raise ImageReadError(f"{path}: OpenCV could not decode this 16-bit image")
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
+    if pixels.ndim == 2:
+        return np.ascontiguousarray(pixels)
+    if grey and pixels.shape[2] == 4:  # OpenCV expands grey+alpha to BGRA (B = G = R = grey)
+        return np.ascontiguousarray(pixels[..., [0, 3]])
+    if pixels.shape[2] == 2:
+        return np.ascontiguousarray(pixels)
+    code = cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(pixels, code)
+
+
+def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """The numpy twin of ImageOps.exif_transpose, for arrays Pillow cannot hold."""
+    match orientation:
+        case 2:
+            return pixels[:, ::-1]
+        case 3:
+            return pixels[::-1, ::-1]
+        case 4:
+            return pixels[::-1]
+        case 5:
+            return pixels.swapaxes(0, 1)
+        case 6:
+            return np.rot90(pixels, -1)
+        case 7:
+            return np.rot90(pixels, 2).swapaxes(0, 1)
+        case 8:
+            return np.rot90(pixels, 1)
+    return pixels
+
+
+def pixels_from_pil(image: Image.Image) -> np.ndarray:
+    """An in-memory PIL image in the layouts :func:`read_image` returns, for the Python API.
+
+    EXIF orientation is applied here too, so the result is upright the way viewers show it
+    (a no-op for an image already passed through ImageOps.exif_transpose).
+    """
+    try:
+        return _pillow_pixels("PIL image", ImageOps.exif_transpose(image))
+    except ImageReadError:
+        raise
+    except Exception as error:  # e.g. a lazily opened file that turns out truncated
+        raise ImageReadError(f"PIL image: cannot decode ({_one_line(error)})") from error
+
+
+def _pillow_pixels(name: str, image: Image.Image) -> np.ndarray:
+    """Pillow's many modes reduced to the few layouts the rest of superres understands."""
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.array(image).astype(np.uint16)  # also makes big-endian data native
+    if mode == "I":
+        return np.clip(np.array(image), 0, 65535).astype(np.uint16)
+    if mode == "F":
+        return _float_to_integer(np.array(image))
+    if mode in ("1", "L"):
+        target = "LA" if image.has_transparency_data else "L"
+    elif mode in ("LA", "La"):
+        target = "LA"
+    elif mode in ("RGBA", "RGBa", "PA"):
+        target = "RGBA"
+    else:  # RGB, P, CMYK, YCbCr, LAB, HSV, RGBX: colour, with alpha only if a tRNS says so
+        target = "RGBA" if image.has_transparency_data else "RGB"
+    try:
+        converted = image if mode == target else image.convert(target)
+    except ValueError as error:
+        raise ImageReadError(f"{name}: unsupported colour mode {mode} ({error})") from error
+    return np.array(converted)
+
+
+def _float_to_integer(values: np.ndarray) -> np.ndarray:
+    """Float samples (mode F) by their range, the only clue to what they mean.
+
+    Peak <= 1: normalised data, scaled to the full uint16 range to keep its precision.
+    Peak <= 255: 8-bit data stored as float, rounded to uint8.
+    Otherwise: 16-bit data stored as float, rounded and clipped to uint16.
+    Negatives and NaN become 0.
+    """
+    finite = values[np.isfinite(values)]
+    peak = float(finite.max()) if finite.size else 0.0
+    if peak <= 1.0:
+        scale, top, dtype = 65535.0, 65535.0, np.uint16
+    elif peak <= 255.0:
+        scale, top, dtype = 1.0, 255.0, np.uint8
+    else:
+        scale, top, dtype = 1.0, 65535.0, np.uint16
+    clean = np.nan_to_num(values.astype(np.float64) * scale, nan=0.0, posinf=top, neginf=0.0)
+    return np.round(np.clip(clean, 0.0, top)).astype(dtype)
+
+
+def _exif_with_orientation_reset(exif: bytes) -> bytes:
+    """EXIF with the "Exif\\0\\0" prefix and Orientation patched to 1 in place.
+
+    Patched in the raw bytes rather than rebuilt with Pillow, so maker notes and any
+    offsets into them survive untouched.
+    """
+    if not exif.startswith(_EXIF_HEADER):
+        exif = _EXIF_HEADER + exif
+    start = len(_EXIF_HEADER)
+    byte_order = {b"II": "<", b"MM": ">"}.get(exif[start : start + 2])
+    if byte_order is None:
+        return exif
+    try:
+        (first_ifd,) = struct.unpack_from(byte_order + "I", exif, start + 4)
+        (count,) = struct.unpack_from(byte_order + "H", exif, start + first_ifd)
+        for index in range(count):
+            entry = start + first_ifd + 2 + 12 * index
+            tag, kind, number = struct.unpack_from(byte_order + "HHI", exif, entry)
+            if tag == _ORIENTATION and kind == 3 and number == 1:  # one SHORT, stored inline
+                patched = bytearray(exif)
+                struct.pack_into(byte_order + "H", patched, entry + 8, 1)
+                return bytes(patched)
+    except struct.error:  # a malformed IFD: pass the bytes on as they are
+        pass
+    return exif
+
+
+def _one_line(error: BaseException) -> str:
+    return re.sub(r"\s+", " ", str(error)).strip() or type(error).__name__
+
+
+# -------------------------------------------------------------------------------------- write
+
+
+def write_image(
+    path: str | Path,
+    pixels: np.ndarray,
+    *,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    quality: int = 95,
+    overwrite: bool = True,
+) -> Path:
+    """Write ``pixels`` in the format named by the extension, atomically; return the path.
+
+    The file appears complete or not at all: it is written to a hidden ``.part`` file in the
+    same folder, synced, then renamed over the target. PNG and TIFF keep 16 bits; JPEG, WebP
+    and BMP get 8 (``round(x / 257)``). JPEG and BMP drop alpha. ``quality`` is for JPEG and
+    WebP. The ICC profile and EXIF are written to PNG, JPEG, WebP and TIFF, except to 16-bit
+    colour TIFF (OpenCV cannot). 16-bit grey+alpha TIFF is written as 16-bit RGBA.
+    """
+    target = Path(path)
+    fmt = _WRITE_FORMATS.get(target.suffix.lower())
+    if fmt is None:
+        raise ImageWriteError(
+            f"{target}: unsupported output format {target.suffix or '(no extension)'!r}; "
+            "use .png, .jpg, .webp, .tiff or .bmp"
+        )
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise ImageWriteError(
+            f"{target}: quality must be an integer from 1 to 100, not {quality!r}"
+        )
+    if target.is_dir():
+        raise ImageWriteError(f"{target}: is a directory")
+    if not overwrite and target.exists():
+        raise ImageWriteError(f"{target}: already exists (not overwriting)")
+    encode = _encoder(target, _checked_pixels(target, pixels, fmt), fmt, icc_profile, exif, quality)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = _create_temporary(target)
+    except OSError as error:
+        raise ImageWriteError(f"{target}: cannot write ({_one_line(error)})") from error
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            encode(file)
+            file.flush()
+            os.fsync(file.fileno())
+        _move_into_place(temporary, target, overwrite)
+    except BaseException as error:  # includes KeyboardInterrupt: never leave a .part behind
+        with suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError | cv2.error):
+            raise ImageWriteError(f"{target}: cannot write ({_one_line(error)})") from error
+        raise
+    return target
+
+
+def output_path_for(path: str | Path, fmt: str | None) -> Path:
+    """``path`` with its suffix swapped for ``fmt``'s usual extension (unchanged if no fmt)."""
+    path = Path(path)
+    if fmt is None:
+        return path
+    suffix = _CANONICAL_SUFFIX.get(fmt.lower().lstrip("."))
+    if suffix is None:
+        raise ImageWriteError(f"unknown output format {fmt!r}; use png, jpg, webp, tiff or bmp")
+    return path.with_suffix(suffix)
+
+
+def _checked_pixels(target: Path, pixels: np.ndarray, fmt: str) -> np.ndarray:
+    """Validate the array, then fit it to what ``fmt`` can store (bit depth, alpha)."""
+    if not isinstance(pixels, np.ndarray):
+        raise ImageWriteError(
+            f"{target}: pixels must be a numpy array, not {type(pixels).__name__}"
+        )
+    if pixels.dtype.kind != "u" or pixels.dtype.itemsize not in (1, 2):
+        raise ImageWriteError(f"{target}: pixels must be uint8 or uint16, not {pixels.dtype}")
+    pixels = pixels.astype(np.uint16 if pixels.dtype.itemsize == 2 else np.uint8, copy=False)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
+    if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (2, 3, 4))):
+        raise ImageWriteError(
+            f"{target}: pixels must be HxW, HxWx2, HxWx3 or HxWx4, not {pixels.shape}"
+        )
+    height, width = pixels.shape[:2]
+    if height == 0 or width == 0:
+        raise ImageWriteError(f"{target}: image is empty ({width}x{height})")
+    limit = _MAX_SIDE.get(fmt)
+    if limit is not None and max(height, width) > limit:
+        raise ImageWriteError(
+            f"{target}: {width}x{height} is too large for {fmt} (at most {limit} per side)"
+        )
+    if fmt in ("JPEG", "WEBP", "BMP") and pixels.dtype == np.uint16:
+        pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)  # = round(x / 257)
+    if fmt in ("JPEG", "BMP") and pixels.ndim == 3 and pixels.shape[2] in (2, 4):
+        pixels = pixels[..., :-1]  # these formats have no alpha: drop it (no compositing)
+        if pixels.shape[2] == 1:
+            pixels = pixels[..., 0]
+    return np.ascontiguousarray(pixels)
+
+
+def _encoder(
+    target: Path,
+    pixels: np.ndarray,
+    fmt: str,
+    icc_profile: bytes | None,
+    exif: bytes | None,
+    quality: int,
+) -> Callable[[BinaryIO], None]:
+    """A function that writes the encoded image to an open file."""
+    if exif and not exif.startswith(_EXIF_HEADER):
+        exif = _EXIF_HEADER + exif
+    if pixels.dtype == np.uint16 and pixels.ndim == 3:
+        return _opencv_16_bit_encoder(target, pixels, fmt, icc_profile, exif)
+    options: dict[str, object] = {}
+    if fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        if icc_profile:
+            options["icc_profile"] = icc_profile
+        if exif:
+            options["exif"] = exif
+    if fmt in ("JPEG", "WEBP"):
+        options["quality"] = quality
+    if fmt == "JPEG" and quality >= 90:
+        options["subsampling"] = 0  # 4:4:4: halving chroma would undo part of the upscaling
+    if fmt == "TIFF" and features.check("libtiff"):
+        options["compression"] = "tiff_lzw"
+    image = Image.fromarray(pixels)  # uint16 HxW becomes I;16, which PNG and TIFF keep whole
+
+    def save(file: BinaryIO) -> None:
+        image.save(file, format=fmt, **options)
+
+    return save
+
+
+def _opencv_16_bit_encoder(
+    target: Path,
+    pixels: np.ndarray,
+    fmt: str,
+    icc_profile: bytes | None,
+    exif: bytes | None,
+) -> Callable[[BinaryIO], None]:
+    """16-bit colour, which Pillow cannot write; PNG metadata is added as PNG chunks."""
+    if fmt == "PNG" and pixels.shape[2] == 2:
+        # Neither Pillow nor OpenCV writes 16-bit grey+alpha PNG; the format is simple enough.
+        encoded = _png_grey_alpha_16(pixels)
+    else:
+        if pixels.shape[2] == 2:  # OpenCV cannot write 2 channels: 16-bit RGBA keeps every bit
+            pixels = np.ascontiguousarray(pixels[..., [0, 0, 0, 1]])
+        code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        suffix, params = (
+            (".png", [cv2.IMWRITE_PNG_COMPRESSION, 6]) if fmt == "PNG" else (".tiff", [])
+        )
+        ok, buffer = cv2.imencode(suffix, cv2.cvtColor(pixels, code), params)
+        if not ok:
+            raise ImageWriteError(f"{target}: OpenCV could not encode a 16-bit {fmt}")
+        encoded = buffer.tobytes()
+    if fmt == "PNG":
+        encoded = _png_with_metadata(encoded, icc_profile, exif)
+
+    def save(file: BinaryIO) -> None:
+        file.write(encoded)
+
+    return save
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_grey_alpha_16(pixels: np.ndarray) -> bytes:
+    """A 16-bit grey+alpha PNG: unfiltered rows of big-endian samples, deflated."""
+    height, width, _ = pixels.shape
+    rows = np.zeros((height, 1 + width * 4), np.uint8)  # leading 0 = filter type "None"
+    rows[:, 1:] = pixels.astype(">u2").view(np.uint8).reshape(height, width * 4)
+    compressed = zlib.compress(rows.tobytes(), 6)
+    header = struct.pack(">IIBBBBB", width, height, 16, 4, 0, 0, 0)
+    idat = b"".join(
+        _png_chunk(b"IDAT", compressed[start : start + _PNG_IDAT_SIZE])
+        for start in range(0, len(compressed), _PNG_IDAT_SIZE)
+    )
+    return _PNG_SIGNATURE + _png_chunk(b"IHDR", header) + idat + _png_chunk(b"IEND", b"")
+
+
+def _png_with_metadata(png: bytes, icc_profile: bytes | None, exif: bytes | None) -> bytes:
+    """Insert iCCP and eXIf chunks right after IHDR, where every reader looks for them."""
+    extra = b""
+    if icc_profile:
+        extra += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile))
+    if exif:
+        extra += _png_chunk(b"eXIf", exif.removeprefix(_EXIF_HEADER))
+    end_of_header = len(_PNG_SIGNATURE) + 8 + 13 + 4  # length, "IHDR", 13 data bytes, CRC
+    return png[:end_of_header] + extra + png[end_of_header:]
+
+
+def _create_temporary(target: Path) -> tuple[int, Path]:
+    """A new hidden file next to ``target`` (same filesystem, so the final rename is atomic).
+
+    os.open with mode 0o666 rather than mkstemp, so the result gets the usual umask-based
+    permissions instead of mkstemp's owner-only 0o600.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temporary = target.with_name(f".{target.name[:200]}.{secrets.token_hex(4)}.part")
+        try:
+            return os.open(temporary, flags, 0o666), temporary
+        except FileExistsError:
+            continue
+
+
+def _move_into_place(temporary: Path, target: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(temporary, target)
+        return
+    # A hard link never replaces an existing file, so a target created by someone else
+    # since our check is not clobbered.
+    try:
+        os.link(temporary, target)
+    except FileExistsError:
+        raise ImageWriteError(f"{target}: already exists (not overwriting)") from None
+    except OSError:  # no hard links on this filesystem: check, then rename
+        if target.exists():
+            raise ImageWriteError(f"{target}: already exists (not overwriting)") from None
+        os.replace(temporary, target)
+    else:
+        temporary.unlink()
+
+
+# -------------------------------------------------------------------------------------- find
+
+
+def find_images(inputs: Iterable[str | Path]) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """Expand files and folders into ``(path, relative path for the output tree)`` pairs.
+
+    A file given directly is taken whatever its extension, with its name as relative path.
+    Folders are searched recursively for IMAGE_EXTENSIONS (any case), skipping hidden files
+    and folders, sorted, relative to the folder. Inputs that do not exist come back second.
+    """
+    found: list[tuple[Path, Path]] = []
+    missing: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(_images_below(path))
+        elif path.is_file():
+            found.append((path, Path(path.name)))
+        else:
+            missing.append(path)
+    return found, missing
+
+
+def _images_below(folder: Path) -> list[tuple[Path, Path]]:
+    found: list[tuple[Path, Path]] = []
+    for root, folders, names in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in names:
+            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            path = Path(root, name)
+            if path.is_file():
+                found.append((path, path.relative_to(folder)))
+    return sorted(found, key=lambda pair: pair[1].parts)

@@ -1,0 +1,202 @@
+"""Model registry: architectures by name, shipped weights, and a descriptor per loaded model.
+
+Weights are safetensors only (never unpickled); their metadata says what they
+are, so a file is self-describing and :func:`load_model` needs no side table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from superres.errors import ModelError
+from superres.models.compact import CompactSR
+from superres.models.srcnn import SRCNN
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A network family member: how to build it and what it consumes."""
+
+    name: str
+    build: Callable[..., nn.Module]
+    description: str
+    channels: int = 1  # 1: works on Y and enlarges chroma by bicubic; 3: RGB
+    hyper: dict[str, Any] = field(default_factory=dict)
+
+    def create(self, scale: int, **overrides: Any) -> nn.Module:
+        return self.build(scale=scale, **{**self.hyper, **overrides})
+
+
+def _srcnn(kernels: tuple[int, int, int], **extra: Any) -> Callable[..., nn.Module]:
+    def build(scale: int, **hyper: Any) -> nn.Module:
+        return SRCNN(scale, kernel_sizes=kernels, **{**extra, **hyper})
+
+    return build
+
+
+_SRCNN_PAPER = "Dong et al., SRCNN (TPAMI 2015)"
+ARCHITECTURES: dict[str, Architecture] = {
+    arch.name: arch
+    for arch in (
+        Architecture("srcnn-915", _srcnn((9, 1, 5)), f"{_SRCNN_PAPER}, 9-1-5, 64/32 filters"),
+        Architecture("srcnn-935", _srcnn((9, 3, 5)), f"{_SRCNN_PAPER}, 9-3-5, 64/32 filters"),
+        Architecture(
+            "srcnn-955",
+            _srcnn((9, 5, 5)),
+            f"{_SRCNN_PAPER}, 9-5-5, 64/32 filters",
+        ),
+        Architecture(
+            "srcnn-tutorial",
+            _srcnn((9, 3, 5), widths=(128, 64), residual=False, valid_outer=True),
+            "The Keras SRCNN tutorial's variant: 9-3-5, 128/64 filters, outer layers 'valid'",
+        ),
+        Architecture(
+            "compact",
+            CompactSR,
+            "superres's compact model: 8 residual blocks at low resolution, pixel shuffle",
+            hyper={"width": 32, "blocks": 8},
+        ),
+    )
+}
+ALIASES = {"srcnn": "srcnn-955", "default": "compact"}
+
+
+def resolve_name(name: str) -> str:
+    """Canonical architecture name for ``name`` or an alias; unknown names are a user error."""
+    canonical = ALIASES.get(name, name)
+    if canonical not in ARCHITECTURES:
+        known = ", ".join(sorted([*ARCHITECTURES, *ALIASES]))
+        raise ModelError(f"unknown model {name!r}; known models: {known}")
+    return canonical
+
+
+@dataclass
+class LoadedModel:
+    """A network with what callers need to run it (scale, channels, tiling context)."""
+
+    name: str
+    scale: int
+    network: nn.Module
+    channels: int
+    metadata: dict[str, str]
+
+    @property
+    def lr_context(self) -> int:
+        """Low-resolution pixels of context an output pixel depends on (tile overlap)."""
+        return int(self.network.lr_context)
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.network.parameters())
+
+
+def weights_dir() -> Path:
+    return Path(str(resources.files("superres.models") / "weights"))
+
+
+def shipped_weights_path(name: str, scale: int) -> Path:
+    return weights_dir() / f"{resolve_name(name)}-x{scale}.safetensors"
+
+
+def shipped_scales(name: str) -> list[int]:
+    canonical = resolve_name(name)
+    paths = weights_dir().glob(f"{canonical}-x*.safetensors")
+    return sorted(int(p.stem.rsplit("-x", 1)[1]) for p in paths)
+
+
+def save_weights(path: Path, loaded: LoadedModel) -> None:
+    """Write weights with self-describing metadata (all values must be strings)."""
+    metadata = {**loaded.metadata, "architecture": loaded.name, "scale": str(loaded.scale)}
+    state = {k: v.detach().contiguous() for k, v in loaded.network.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata=metadata)
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except (OSError, SafetensorError) as error:
+        raise ModelError(f"{path}: not a readable safetensors file ({error})") from error
+
+
+def create_model(name: str, scale: int, **hyper: Any) -> LoadedModel:
+    """An untrained model (for training), with hyper-parameters recorded in its metadata."""
+    canonical = resolve_name(name)
+    arch = ARCHITECTURES[canonical]
+    if scale not in (2, 3, 4):
+        raise ModelError(f"{canonical} supports integer scales 2, 3 and 4, not {scale}")
+    network = arch.create(scale, **hyper)
+    metadata = {"hyper": json.dumps({**arch.hyper, **hyper}, sort_keys=True)}
+    return LoadedModel(canonical, scale, network, arch.channels, metadata)
+
+
+def load_weights_file(path: str | Path) -> LoadedModel:
+    """Build the model a safetensors file describes and load its weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such weights file")
+    metadata = read_metadata(path)
+    try:
+        name, scale = metadata["architecture"], int(metadata["scale"])
+        hyper = json.loads(metadata.get("hyper", "{}"))
+    except (KeyError, ValueError) as error:
+        raise ModelError(f"{path}: weights lack superres metadata ({error})") from error
+    loaded = create_model(name, scale, **hyper)
+    loaded.metadata = metadata
+    try:
+        loaded.network.load_state_dict(load_file(str(path)))
+    except (RuntimeError, SafetensorError) as error:
+        raise ModelError(f"{path}: weights do not fit {name}: {error}") from error
+    loaded.network.eval()
+    return loaded
+
+
+def load_model(name: str, scale: int = 3, pretrained: bool = True) -> LoadedModel:
+    """A shipped model by name (``srcnn``, ``compact``, ...) for ``scale``."""
+    canonical = resolve_name(name)
+    if not pretrained:
+        return create_model(canonical, scale)
+    path = shipped_weights_path(canonical, scale)
+    if not path.is_file():
+        scales = shipped_scales(canonical)
+        offered = ", ".join(f"x{s}" for s in scales) or "none"
+        raise ModelError(f"no shipped weights for {canonical} at x{scale} (shipped: {offered})")
+    return load_weights_file(path)
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    name: str
+    scale: int
+    parameters: int
+    file_kib: float
+    metadata: dict[str, str]
+
+
+def shipped_models() -> list[ShippedModel]:
+    """Every weights file in the package, described from its own metadata."""
+    entries = []
+    for path in sorted(weights_dir().glob("*.safetensors")):
+        loaded = load_weights_file(path)
+        entries.append(
+            ShippedModel(
+                loaded.name,
+                loaded.scale,
+                loaded.parameters,
+                path.stat().st_size / 1024,
+                loaded.metadata,
+            )
+        )
+    return entries

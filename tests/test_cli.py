@@ -1,0 +1,148 @@
+"""The command line as a user types it: results, files written, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from superres.cli import app
+from superres.io import load_pixels, write_image
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_tutorial_bird_figures_through_the_cli(tmp_path, dataset):
+    """Set5 bird, bilinear x2 down and up, tutorial protocol: the tutorial's published numbers."""
+    bird = dataset("Set5") / "bird.png"
+    degraded = tmp_path / "degraded"
+    result = invoke(
+        "degrade", bird, "-o", degraded, "--scale", 2, "--method", "bilinear", "--keep-size"
+    )
+    assert result.exit_code == 0, result.output
+    report = tmp_path / "scores.json"
+    result = invoke(
+        "compare", bird, degraded / "bird.png", "--protocol", "tutorial", "--json", report
+    )
+    assert result.exit_code == 0, result.output
+    scores = json.loads(report.read_text())["images"][0]
+    assert round(scores["psnr"], 4) == 32.8966
+    assert round(scores["mse"], 4) == 100.1238
+    assert round(scores["ssim"], 5) == 0.95336
+
+
+PUBLISHED_BICUBIC = {
+    ("Set5", 2): (33.66, 0.9299),
+    ("Set5", 3): (30.39, 0.8682),
+    ("Set5", 4): (28.42, 0.8104),
+    ("Set14", 2): (30.24, 0.8688),
+    ("Set14", 3): (27.55, 0.7742),
+    ("Set14", 4): (26.00, 0.7027),
+}
+
+
+@pytest.mark.parametrize("name,scale", sorted(PUBLISHED_BICUBIC))
+def test_bicubic_baseline_matches_published_figures(tmp_path, dataset, name, scale):
+    """degrade (matlab-bicubic, modcrop) then compare (standard) reproduces the literature."""
+    folder = dataset(name)
+    low, up = tmp_path / "lr", tmp_path / "up"
+    assert invoke("degrade", folder, "-o", low, "-s", scale, "--modcrop").exit_code == 0
+    result = invoke("degrade", folder, "-o", up, "-s", scale, "--modcrop", "--keep-size")
+    assert result.exit_code == 0, result.output
+    report = tmp_path / "scores.json"
+    result = invoke("compare", folder, up, "--scale", scale, "--json", report)
+    assert result.exit_code == 0, result.output
+    mean = json.loads(report.read_text())["mean"]
+    psnr, ssim = PUBLISHED_BICUBIC[(name, scale)]
+    assert abs(mean["psnr"] - psnr) <= 0.02
+    assert abs(mean["ssim"] - ssim) <= 0.001
+
+
+@pytest.fixture
+def messy_folder(tmp_path, astronaut):
+    folder = tmp_path / "in"
+    write_image(folder / "good.png", astronaut)
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.jpg").write_text("this is not a JPEG")
+    whole = tmp_path / "whole.png"
+    write_image(whole, astronaut)
+    data = whole.read_bytes()
+    (folder / "truncated.png").write_bytes(data[: len(data) // 2])
+    return folder
+
+
+def _one_line_per_bad_file(output: str) -> None:
+    for name in ("empty.png", "notes.jpg", "truncated.png"):
+        lines = [line for line in output.splitlines() if name in line]
+        assert len(lines) == 1, output
+    assert "Traceback" not in output
+
+
+def test_degrade_processes_good_files_and_reports_bad_ones(tmp_path, messy_folder):
+    out = tmp_path / "out"
+    result = invoke("degrade", messy_folder, "-o", out, "-s", 2)
+    assert result.exit_code == 1
+    _one_line_per_bad_file(result.output)
+    assert load_pixels(out / "good.png").shape == (48, 48, 3)
+
+
+def test_compare_processes_good_files_and_reports_bad_ones(tmp_path, messy_folder, astronaut):
+    result = invoke("compare", messy_folder / "good.png", messy_folder)
+    assert result.exit_code == 1
+    _one_line_per_bad_file(result.output)
+    assert "inf" in result.output  # good.png against itself
+
+
+def test_compare_writes_csv_rows_and_json_means(tmp_path, astronaut):
+    ref, test = tmp_path / "ref", tmp_path / "test"
+    noisy = np.clip(astronaut.astype(int) + 5, 0, 255).astype(np.uint8)
+    for name in ("a.png", "b.png"):
+        write_image(ref / name, astronaut)
+        write_image(test / name, noisy)
+    csv_path, json_path = tmp_path / "s.csv", tmp_path / "s.json"
+    result = invoke("compare", ref, test, "--csv", csv_path, "--json", json_path)
+    assert result.exit_code == 0, result.output
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == "image,psnr,mse,ssim" and len(lines) == 3
+    payload = json.loads(json_path.read_text())
+    assert payload["mean"]["psnr"] == pytest.approx(payload["images"][0]["psnr"])
+
+
+def test_degrade_never_overwrites_its_input(tmp_path, astronaut):
+    write_image(tmp_path / "photo.png", astronaut)
+    result = invoke("degrade", tmp_path, "-o", tmp_path, "-s", 2)
+    assert result.exit_code == 1
+    assert "refusing to overwrite an input" in result.output
+    np.testing.assert_array_equal(load_pixels(tmp_path / "photo.png"), astronaut)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["degrade", "missing.png", "-o", "out"], "no such file"),
+        (["degrade", "{img}", "-o", "out", "-s", "0.5"], "scale must be above 1"),
+        (["degrade", "{img}", "-o", "out", "--method", "lanczos"], "unknown method"),
+        (["compare", "{img}", "{img}", "--protocol", "paper"], "unknown protocol"),
+        (["upscale", "{img}", "-o", "out", "--model", "nope"], "unknown model"),
+        (["upscale", "{img}", "-o", "out", "--model", "srcnn", "--scale", "7"], "x7"),
+    ],
+)
+def test_user_errors_are_one_line_and_non_zero(tmp_path, astronaut, monkeypatch, args, message):
+    import subprocess
+    import sys
+
+    write_image(tmp_path / "img.png", astronaut)
+    monkeypatch.chdir(tmp_path)
+    argv = [a.replace("{img}", str(tmp_path / "img.png")) for a in args]
+    completed = subprocess.run(
+        [sys.executable, "-m", "superres", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode != 0
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr

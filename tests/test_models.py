@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import torch
+
+from superres.degrade import imresize_matlab
+from superres.errors import ModelError
+from superres.models import ARCHITECTURES, create_model, load_model, load_weights_file, save_weights
+from superres.models.layers import MatlabBicubicUpsample
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bicubic_layer_equals_matlab_imresize(scale):
+    image = np.random.default_rng(scale).random((13, 17))
+    layer = MatlabBicubicUpsample(scale)
+    out = layer(torch.from_numpy(image).float()[None, None])[0, 0].numpy()
+    np.testing.assert_allclose(out, imresize_matlab(image, scale=scale), atol=1e-5)
+
+
+def test_srcnn_parameter_counts_match_the_paper_and_tutorial():
+    # 9-5-5: 64*81 + 64 + 32*64*25 + 32 + 32*25 + 1; tutorial: 85,889 (peers README)
+    assert create_model("srcnn-955", 3).parameters == 57_281
+    assert create_model("srcnn-915", 3).parameters == 8_129
+    assert create_model("srcnn-tutorial", 2).parameters == 85_889
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_every_architecture_maps_lr_to_sr_size(name, scale):
+    model = create_model(name, scale)
+    with torch.no_grad():
+        out = model.network(torch.rand(1, model.channels, 11, 14))
+    assert out.shape == (1, model.channels, 11 * scale, 14 * scale)
+
+
+def test_untrained_residual_models_start_near_bicubic():
+    model = create_model("compact", 2)
+    for p in model.network.tail.parameters():
+        torch.nn.init.zeros_(p)
+    low = torch.rand(1, 1, 10, 10)
+    with torch.no_grad():
+        np.testing.assert_allclose(model.network(low), MatlabBicubicUpsample(2)(low), atol=1e-6)
+
+
+def test_weights_round_trip_through_safetensors(tmp_path):
+    model = create_model("srcnn-955", 3)
+    model.metadata["steps"] = "7"
+    path = tmp_path / "w.safetensors"
+    save_weights(path, model)
+    loaded = load_weights_file(path)
+    assert (loaded.name, loaded.scale, loaded.metadata["steps"]) == ("srcnn-955", 3, "7")
+    for a, b in zip(
+        model.network.state_dict().values(), loaded.network.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+
+
+def test_unknown_model_and_scale_and_bad_file_are_model_errors(tmp_path):
+    with pytest.raises(ModelError, match="unknown model 'vdsr'"):
+        load_model("vdsr", 3)
+    with pytest.raises(ModelError, match="scales 2, 3 and 4"):
+        create_model("srcnn", 5)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelError, match="not a readable safetensors"):
+        load_weights_file(bad)
+    with pytest.raises(ModelError, match="no such weights"):
+        load_weights_file(tmp_path / "missing.safetensors")
