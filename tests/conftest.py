@@ -30,3 +30,11 @@ def dataset():
 def astronaut() -> np.ndarray:
     """scikit-image's bundled photo, cropped small so tests stay fast."""
     return np.ascontiguousarray(data.astronaut()[100:196, 150:246])
+
+
+@pytest.fixture
+def peers() -> Path:
+    """../shared/peers (third-party models for comparison), or a clean skip without it."""
+    if not PEERS.is_dir():
+        pytest.skip("../shared/peers is absent (third-party models are not shipped)")
+    return PEERS

@@ -4,7 +4,7 @@ import torch
 
 from superres.degrade import imresize_matlab
 from superres.errors import SuperresError
-from superres.inference import Upscaler, resample_to
+from superres.inference import Upscaler, cpu_has_native_bf16, resample_to
 from superres.models import create_model
 
 
@@ -16,7 +16,17 @@ def _random_model(name: str, scale: int):
     return model
 
 
-@pytest.mark.parametrize("name,scale", [("compact", 3), ("srcnn-955", 2), ("srcnn-tutorial", 2)])
+@pytest.mark.parametrize(
+    "name,scale",
+    [
+        ("compact", 3),
+        ("srcnn-955", 2),
+        ("srcnn-tutorial", 2),
+        ("fsrcnn", 3),
+        ("espcn", 4),
+        ("autoencoder", 2),
+    ],
+)
 def test_tiled_equals_untiled_on_an_image_of_many_tiles(astronaut, name, scale):
     model = _random_model(name, scale)
     whole = Upscaler(model, tile=512).upscale(astronaut)
@@ -72,3 +82,26 @@ def test_bad_inputs_are_clear_errors(astronaut):
         Upscaler(model, tile=4)
     with pytest.raises(SuperresError, match="empty"):
         resample_to(astronaut, (0, 5))
+
+
+def test_onnxruntime_backend_matches_pytorch(astronaut):
+    model = _random_model("compact", 2)
+    torch_result = Upscaler(model, tile=40).upscale(astronaut)
+    onnx_result = Upscaler(model, tile=40, backend="onnxruntime").upscale(astronaut)
+    assert np.abs(torch_result.astype(int) - onnx_result).max() <= 1
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16")
+def test_bf16_stays_close_to_fp32(astronaut):
+    model = _random_model("compact", 2)
+    fp32 = Upscaler(model).upscale(astronaut).astype(float)
+    bf16 = Upscaler(model, precision="bf16").upscale(astronaut).astype(float)
+    assert np.abs(fp32 - bf16).mean() < 2.0
+
+
+def test_unknown_backend_and_precision_are_refused():
+    model = _random_model("compact", 2)
+    with pytest.raises(SuperresError, match="unknown backend"):
+        Upscaler(model, backend="tensorrt")
+    with pytest.raises(SuperresError, match="unknown precision"):
+        Upscaler(model, precision="fp8")

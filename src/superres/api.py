@@ -17,9 +17,17 @@ ImageLike = TypeVar("ImageLike", np.ndarray, Image.Image)
 
 
 @lru_cache(maxsize=8)
-def get_upscaler(model: str, scale: int, tile: int = DEFAULT_TILE, device: str = "cpu") -> Upscaler:
+def get_upscaler(
+    model: str,
+    scale: int,
+    tile: int = DEFAULT_TILE,
+    device: str = "cpu",
+    precision: str = "fp32",
+    backend: str = "pytorch",
+) -> Upscaler:
     """A cached :class:`Upscaler`, so repeated calls do not reload weights."""
-    return Upscaler(load_model(resolve_name(model), scale), tile=tile, device=device)
+    loaded = load_model(resolve_name(model), scale)
+    return Upscaler(loaded, tile=tile, device=device, precision=precision, backend=backend)
 
 
 def upscale(

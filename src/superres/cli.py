@@ -12,6 +12,7 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from superres import __version__
 from superres.degrade import METHODS, degrade, modcrop
@@ -36,7 +37,7 @@ Inputs = Annotated[
 
 
 def fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 class Batch:
@@ -264,6 +265,7 @@ def benchmark_command(
     csv_path: Annotated[Path | None, typer.Option("--csv")] = None,
     json_path: Annotated[Path | None, typer.Option("--json")] = None,
     markdown_path: Annotated[Path | None, typer.Option("--markdown")] = None,
+    backend: Annotated[str, typer.Option(help="pytorch or onnxruntime.")] = "pytorch",
 ) -> None:
     """Standard-protocol PSNR/SSIM per dataset and scale, beside the published figures."""
     from superres.evaluation import PUBLISHED, benchmark
@@ -276,9 +278,10 @@ def benchmark_command(
         scale_list = [int(s) for s in _split_list(scales)]
     except ValueError as error:
         raise SuperresError(f"--scales takes whole numbers like 2,3,4: {error}") from error
-    rows = benchmark_rows(benchmark(_split_list(models), scale_list, datasets), PUBLISHED)
+    results = benchmark(_split_list(models), scale_list, datasets, backend=backend)
+    rows = benchmark_rows(results, PUBLISHED)
     table = benchmark_markdown(rows)
-    out.print(table, highlight=False, markup=False)
+    sys.stdout.write(table)  # plain text: Markdown must not be re-wrapped to the terminal
     if csv_path:
         write_csv(csv_path, rows)
     if json_path:
@@ -369,6 +372,10 @@ def upscale_command(
     ] = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 on CPUs with native bf16.")] = (
+        "fp32"
+    ),
+    backend: Annotated[str, typer.Option(help="pytorch or onnxruntime.")] = "pytorch",
 ) -> None:
     """Enlarge images with a model; existing outputs are skipped, so a stopped batch resumes."""
     from rich.progress import (
@@ -389,12 +396,22 @@ def upscale_command(
         raise SuperresError(f"unknown --format {fmt!r}; choose png, jpg, webp or tiff")
     if not 1 <= quality <= 100:
         raise SuperresError(f"--quality must be between 1 and 100, got {quality}")
-    upscaler = Upscaler(load_model(model, scale), tile=tile, device=device, threads=threads)
+    upscaler = Upscaler(
+        load_model(model, scale),
+        tile=tile,
+        device=device,
+        threads=threads,
+        precision=precision,
+        backend=backend,
+    )
     batch = Batch()
     jobs, missing = plan_jobs(inputs, output, fmt)
     for path in missing:
         batch.report(SuperresError(f"{path}: no such file or folder"))
     protected = protected_paths(jobs)
+    claimed: dict[Path, Path] = {}
+    # One unwrapped line per file, names as they are (a "[red]" in a file name is not markup).
+    verbatim = {"highlight": False, "markup": False, "soft_wrap": True}
     written = skipped = 0
     columns = [
         TextColumn("{task.description}"),
@@ -407,11 +424,9 @@ def upscale_command(
         tiles = progress.add_task("tiles", total=None)
         for job in jobs:
             try:
-                if not check_target(job, protected, overwrite):
+                if not check_target(job, protected, overwrite, claimed):
                     skipped += 1
-                    out.print(
-                        f"skip {job.target} (exists; --overwrite replaces it)", highlight=False
-                    )
+                    out.print(f"skip {job.target} (exists; --overwrite replaces it)", **verbatim)
                     continue
                 progress.update(tiles, description=job.source.name, completed=0, total=None)
                 size = upscale_file(
@@ -422,7 +437,7 @@ def upscale_command(
                     lambda done, total: progress.update(tiles, completed=done, total=total),
                 )
                 written += 1
-                out.print(f"{job.source} -> {job.target} ({size[0]}x{size[1]})", highlight=False)
+                out.print(f"{job.source} -> {job.target} ({size[0]}x{size[1]})", **verbatim)
             except SuperresError as error:
                 batch.report(error)
             finally:
@@ -455,36 +470,120 @@ def models_command() -> None:
 
 @app.command("demo")
 def demo_command(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the images.")] = Path(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")] = Path(
         "superres-demo"
     ),
-    models: Annotated[str, typer.Option(help="Comma-separated methods to compare.")] = "default",
+    models: Annotated[str, typer.Option(help="Comma-separated methods to compare.")] = (
+        "default,srcnn"
+    ),
     scale: Annotated[int, typer.Option("--scale", "-s")] = 3,
 ) -> None:
-    """The main job on built-in data: shrink a sample photo, enlarge it back, score each method."""
+    """The main job on built-in data: shrink a sample photo, enlarge it back with each method,
+    score them, and write a comparison figure and an HTML report."""
     from skimage import data
 
-    from superres.evaluation import compare_methods
+    from superres.html_report import SUMMARY_COLUMNS, build_report, method_enlargers, summary_rows
 
-    methods = ["bicubic", *[m for m in _split_list(models) if m != "bicubic"]]
-    high, low, outputs = compare_methods(data.astronaut(), scale, methods)
-    write_image(output / "original.png", high)
-    write_image(output / f"input-x{scale}.png", low)
-    rows = []
-    for result in outputs:
-        write_image(output / f"{result.method}-x{scale}.png", result.image)
-        s = result.scores
-        rows.append(
-            [
-                result.method,
-                format_number(s.psnr, 2),
-                format_number(s.ssim, 4),
-                format_number(s.mse, 2),
-            ]
-        )
-    title = f"astronaut, x{scale}, standard protocol (Y, border {scale})"
-    out.print(rich_table(title, ["method", "PSNR dB", "SSIM", "MSE"], rows))
-    out.print(f"images written to {output}/")
+    enlargers = method_enlargers(_split_list(models), scale)
+    report = build_report([("astronaut.png", data.astronaut())], scale, enlargers, output)
+    title = f"scikit-image's astronaut, x{scale}, standard protocol (Y, border {scale})"
+    out.print(rich_table(title, SUMMARY_COLUMNS, summary_rows(report.methods)))
+    out.print(f"figure: {report.images[0].figure}\nreport: {report.page}", highlight=False)
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="Address to bind (default: localhost only).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option()] = 8000,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, MB.")] = 20.0,
+    max_pixels: Annotated[int, typer.Option(help="Largest input image, pixels.")] = 16_000_000,
+    workers: Annotated[int, typer.Option(help="Images processed at once.")] = 1,
+    backend: Annotated[str, typer.Option(help="pytorch or onnxruntime.")] = "pytorch",
+) -> None:
+    """A web page and an HTTP API for upscaling."""
+    from superres.web.server import run
+
+    run(
+        host=host,
+        port=port,
+        max_upload_mb=max_upload_mb,
+        max_pixels=max_pixels,
+        workers=workers,
+        backend=backend,
+    )
+
+
+@app.command("report")
+def report_command(
+    inputs: Inputs,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")],
+    scale: Annotated[int, typer.Option("--scale", "-s", help="SR scale: 2, 3 or 4.")] = 3,
+    models: Annotated[
+        str, typer.Option(help="Comma-separated methods; bicubic is always included.")
+    ] = "bicubic,srcnn",
+    degradation: Annotated[
+        str,
+        typer.Option("--degrade", help="standard (MATLAB bicubic) or bilinear (tutorial)."),
+    ] = "standard",
+    runs: Annotated[
+        list[Path] | None, typer.Option("--runs", help="Training run folder to plot (repeatable).")
+    ] = None,
+) -> None:
+    """Figures with zoomed crops, a quality/speed plot and one self-contained index.html."""
+    from superres.html_report import SUMMARY_COLUMNS, build_report, method_enlargers, summary_rows
+
+    batch = Batch()
+    references = []
+    for path, relative in _expand(inputs, batch):
+        try:
+            references.append((relative.as_posix(), load_pixels(path)))
+        except SuperresError as error:
+            batch.report(error)
+    enlargers = method_enlargers(_split_list(models), scale)
+    report = build_report(references, scale, enlargers, output, degradation, runs or [])
+    title = f"x{scale}, means over {len(report.images)} image(s)"
+    out.print(rich_table(title, SUMMARY_COLUMNS, summary_rows(report.methods)))
+    out.print(f"report: {report.page}", highlight=False)
+    batch.finish(len(report.images))
+
+
+@app.command("plot-training")
+def plot_training_command(
+    runs: Annotated[list[Path], typer.Argument(help="Training run folders, each with log.csv.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Image file to write (.png).")],
+) -> None:
+    """Training loss and validation PSNR per step of one or more runs, on one figure."""
+    from superres.figures import save_figure, training_curves_figure
+
+    out.print(f"curves: {save_figure(training_curves_figure(runs), output)}", highlight=False)
+
+
+@app.command("export")
+def export_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write (.onnx).")],
+    model: Annotated[str, typer.Option(help="Shipped model name.")] = "default",
+    scale: Annotated[int, typer.Option("--scale", "-s")] = 4,
+    fmt: Annotated[str, typer.Option("--format", help="Only onnx for now.")] = "onnx",
+) -> None:
+    """Export a model's network (dynamic height and width), verified against PyTorch."""
+    from superres.export import OnnxRuntimeNetwork, export_onnx, max_difference
+    from superres.models import load_model
+
+    if fmt != "onnx":
+        raise SuperresError(f"unknown export format {fmt!r}; only onnx is supported")
+    loaded = load_model(model, scale)
+    path = export_onnx(loaded, output)
+    sizes = [(17, 23), (40, 31), (64, 64)]
+    worst = max_difference(loaded, OnnxRuntimeNetwork(path.read_bytes()), sizes)
+    if worst > 1e-4:
+        raise SuperresError(f"{path}: ONNX differs from PyTorch by {worst:.2e}; do not use it")
+    out.print(
+        f"{path}: {loaded.name} x{loaded.scale}; matches PyTorch within {worst:.1e} "
+        f"on {len(sizes)} random sizes",
+        highlight=False,
+    )
 
 
 def version_callback(value: bool) -> None:

@@ -94,7 +94,7 @@ class PatchSampler:
     def restore_pool(self, indices: list[int]) -> None:
         """Reload a pool saved in a checkpoint, so a resumed run draws the same patches."""
         self.pool_indices = list(indices)
-        self.pool = {i: self.pool.get(i) or self._load(i) for i in self.pool_indices}
+        self.pool = {i: self.pool[i] if i in self.pool else self._load(i) for i in indices}
 
     def _swap_one(self) -> None:
         outside = sorted(set(range(len(self.files))) - set(self.pool_indices))

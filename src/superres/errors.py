@@ -9,6 +9,14 @@ class ImageReadError(SuperresError):
     """A file that is missing, empty, corrupt, not an image, or too large."""
 
 
+class ImageTooLargeError(ImageReadError):
+    """An image with more pixels than allowed, refused before decoding (a server answers 413)."""
+
+
+class NotAnImageError(ImageReadError):
+    """Data no supported decoder recognises, as opposed to a recognised but corrupt image."""
+
+
 class ImageWriteError(SuperresError):
     """An output that cannot be written (or would overwrite an input)."""
 

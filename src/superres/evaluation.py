@@ -51,12 +51,11 @@ def bicubic_enlarger(scale: int) -> Enlarger:
     return lambda low: resize(low, (low.shape[0] * scale, low.shape[1] * scale), "matlab-bicubic")
 
 
-def enlarger_for(method: str, scale: int, tile: int | None = None) -> Enlarger:
+def enlarger_for(method: str, scale: int, backend: str = "pytorch") -> Enlarger:
     """``bicubic`` or a model name -> a function from LR pixels to SR pixels."""
     if method == "bicubic":
         return bicubic_enlarger(scale)
-    upscaler = Upscaler(method, scale) if tile is None else Upscaler(method, scale, tile=tile)
-    return upscaler.upscale
+    return Upscaler(method, scale, backend=backend).upscale
 
 
 def low_resolution_pair(
@@ -114,14 +113,17 @@ def canonical_method(method: str) -> str:
 
 
 def benchmark(
-    methods: Sequence[str], scales: Sequence[int], datasets: Sequence[Path]
+    methods: Sequence[str],
+    scales: Sequence[int],
+    datasets: Sequence[Path],
+    backend: str = "pytorch",
 ) -> list[EvaluationResult]:
     """Every method at every scale on every dataset (standard protocol)."""
     loaded = [(folder.name, load_references(folder)) for folder in datasets]
     results = []
     for method in methods:
         for scale in scales:
-            enlarge = enlarger_for(canonical_method(method), scale)
+            enlarge = enlarger_for(canonical_method(method), scale, backend)
             for name, references in loaded:
                 results.append(evaluate(enlarge, references, scale, canonical_method(method), name))
     return results
@@ -132,15 +134,3 @@ class MethodOutput:
     method: str
     image: np.ndarray
     scores: Scores
-
-
-def compare_methods(
-    reference: np.ndarray, scale: int, methods: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray, list[MethodOutput]]:
-    """(cropped reference, LR input, each method's output and scores) for one image."""
-    high, low = low_resolution_pair(reference, scale)
-    outputs = []
-    for method in methods:
-        image = enlarger_for(canonical_method(method), scale)(low)
-        outputs.append(MethodOutput(method, image, score(high, image, "standard", scale)))
-    return high, low, outputs

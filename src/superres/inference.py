@@ -9,6 +9,7 @@ their centres are kept, so the result equals an untiled run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -45,6 +46,32 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def check_precision(precision: str, device: torch.device) -> str:
+    """fp32, or bf16 where the CPU computes it natively (emulated bf16 is slower than fp32)."""
+    if precision == "fp32":
+        return precision
+    if precision != "bf16":
+        raise SuperresError(f"unknown precision {precision!r}; choose fp32 or bf16")
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        raise SuperresError("--precision bf16 needs a CPU with AVX512-BF16 or AMX; use fp32")
+    return precision
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux reports them (empty elsewhere)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return set()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_has_native_bf16() -> bool:
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
 def tile_boxes(height: int, width: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
     """(top, left, bottom, right) of tiles covering the image."""
     for top in range(0, height, tile):
@@ -62,6 +89,8 @@ class Upscaler:
         tile: int = DEFAULT_TILE,
         device: str = "cpu",
         threads: int | None = None,
+        precision: str = "fp32",
+        backend: str = "pytorch",
     ) -> None:
         if tile < 16:
             raise SuperresError(f"tile size must be at least 16 pixels, got {tile}")
@@ -73,8 +102,29 @@ class Upscaler:
         self.scale = self.model.scale
         self.tile = tile
         self.device = resolve_device(device)
-        self.network = self.model.network.to(self.device).eval()
+        self.precision = check_precision(precision, self.device)
+        self.backend = backend
         self.bicubic = MatlabBicubicUpsample(self.scale).to(self.device)
+        self.network = self._network(backend, threads)
+
+    def _network(self, backend: str, threads: int | None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The model's network on the chosen backend; channels-last suits oneDNN's convolutions."""
+        if backend == "onnxruntime":
+            if self.precision != "fp32" or self.device.type != "cpu":
+                raise SuperresError("the onnxruntime backend runs fp32 on the CPU only")
+            from superres.export import OnnxRuntimeNetwork, onnx_bytes
+
+            return OnnxRuntimeNetwork(onnx_bytes(self.model), threads)
+        if backend != "pytorch":
+            raise SuperresError(f"unknown backend {backend!r}; choose pytorch or onnxruntime")
+        network = self.model.network.to(self.device, memory_format=torch.channels_last).eval()
+
+        def run(planes: torch.Tensor) -> torch.Tensor:
+            planes = planes.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, torch.bfloat16, self.precision == "bf16"):
+                return network(planes).float()
+
+        return run
 
     def _enlarge_planes(self, planes: torch.Tensor) -> torch.Tensor:
         """Bicubic for every plane the network does not handle (chroma, alpha)."""

@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
 
@@ -28,7 +29,7 @@ import cv2
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, features
 
-from superres.errors import ImageReadError, ImageWriteError
+from superres.errors import ImageReadError, ImageTooLargeError, ImageWriteError, NotAnImageError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -36,11 +37,13 @@ __all__ = [
     "ImageData",
     "ImageReadError",
     "ImageWriteError",
+    "encode_image",
     "find_images",
     "load_pixels",
     "output_path_for",
     "pixels_from_pil",
     "read_image",
+    "read_image_bytes",
     "write_image",
 ]
 
@@ -117,12 +120,32 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     disables the guard, including Pillow's own global one).
     """
     path = Path(path)
+    with _read_errors(path):
+        _check_is_readable_file(path)
+        with open(path, "rb") as file:
+            return _decode(path, file, max_pixels)
+
+
+def read_image_bytes(
+    data: bytes, name: str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> ImageData:
+    """:func:`read_image` for an image already in memory (an upload); ``name`` labels errors."""
+    label = Path(name)
+    with _read_errors(label):
+        if not data:
+            raise ImageReadError(f"{label}: file is empty (0 bytes)")
+        return _decode(label, BytesIO(data), max_pixels)
+
+
+@contextmanager
+def _read_errors(path: Path) -> Iterator[None]:
+    """Any failure while reading becomes one ImageReadError line that names the file."""
     try:
-        return _read(path, max_pixels)
+        yield
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageReadError(f"{path}: too many pixels ({_one_line(error)})") from error
+        raise ImageTooLargeError(f"{path}: too many pixels ({_one_line(error)})") from error
     except Exception as error:  # a decoder bug or odd file must still be one clean line
         raise ImageReadError(
             f"{path}: cannot read image ({type(error).__name__}: {_one_line(error)})"
@@ -134,42 +157,41 @@ def load_pixels(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
     return read_image(path, max_pixels=max_pixels).pixels
 
 
-def _read(path: Path, max_pixels: int | None) -> ImageData:
-    _check_is_readable_file(path)
-    with open(path, "rb") as file:
-        header = file.read(32)
-        file.seek(0)
-        with _open_with_pillow(path, file, max_pixels) as image:
-            width, height = image.size
-            if max_pixels is not None and width * height > max_pixels:
-                raise ImageReadError(
-                    f"{path}: {width}x{height} = {width * height:,} pixels, over the limit of "
-                    f"{max_pixels:,} (max_pixels)"
-                )
-            try:
-                # Decode everything now: a truncated file must fail here, not half-load later.
-                image.load()
-            except MemoryError:
-                raise ImageReadError(
-                    f"{path}: not enough memory to decode {width}x{height} pixels"
-                ) from None
-            except Exception as error:
-                raise ImageReadError(
-                    f"{path}: corrupt or truncated image data ({_one_line(error)})"
-                ) from error
-            icc_profile = image.info.get("icc_profile") or None
-            raw_exif = image.info.get("exif") or None
-            exif = _exif_with_orientation_reset(raw_exif) if raw_exif else None
-            source_format = image.format or "unknown"
-            opencv_source = _opencv_source(image, header)
-            if opencv_source is None:
-                pixels = _pillow_pixels(str(path), ImageOps.exif_transpose(image))
-            else:
-                orientation = image.getexif().get(_ORIENTATION, 1)
-                file.seek(0)
-                grey = opencv_source == "grey+alpha"
-                pixels = _opencv_pixels(path, file.read(), image.size, grey=grey)
-                pixels = np.ascontiguousarray(_apply_orientation(pixels, orientation))
+def _decode(path: Path, file: BinaryIO, max_pixels: int | None) -> ImageData:
+    """Decode from an open binary file; ``path`` only names it in errors."""
+    header = file.read(32)
+    file.seek(0)
+    with _open_with_pillow(path, file, max_pixels) as image:
+        width, height = image.size
+        if max_pixels is not None and width * height > max_pixels:
+            raise ImageTooLargeError(
+                f"{path}: {width}x{height} = {width * height:,} pixels, over the limit of "
+                f"{max_pixels:,} (max_pixels)"
+            )
+        try:
+            # Decode everything now: a truncated file must fail here, not half-load later.
+            image.load()
+        except MemoryError:
+            raise ImageReadError(
+                f"{path}: not enough memory to decode {width}x{height} pixels"
+            ) from None
+        except Exception as error:
+            raise ImageReadError(
+                f"{path}: corrupt or truncated image data ({_one_line(error)})"
+            ) from error
+        icc_profile = image.info.get("icc_profile") or None
+        raw_exif = image.info.get("exif") or _tiff_exif(image)
+        exif = _exif_with_orientation_reset(raw_exif) if raw_exif else None
+        source_format = image.format or "unknown"
+        opencv_source = _opencv_source(image, header)
+        if opencv_source is None:
+            pixels = _pillow_pixels(str(path), ImageOps.exif_transpose(image))
+        else:
+            orientation = image.getexif().get(_ORIENTATION, 1)
+            file.seek(0)
+            grey = opencv_source == "grey+alpha"
+            pixels = _opencv_pixels(path, file.read(), image.size, grey=grey)
+            pixels = np.ascontiguousarray(_apply_orientation(pixels, orientation))
     return ImageData(pixels=pixels, icc_profile=icc_profile, exif=exif, format=source_format)
 
 
@@ -201,7 +223,7 @@ def _open_with_pillow(path: Path, file: BinaryIO, max_pixels: int | None) -> Ite
             image = Image.open(file, formats=_READ_FORMATS)
         except Image.UnidentifiedImageError:
             supported = ", ".join(_READ_FORMATS)
-            raise ImageReadError(
+            raise NotAnImageError(
                 f"{path}: not an image, or not a supported format ({supported})"
             ) from None
         except Image.DecompressionBombError:
@@ -350,6 +372,22 @@ def _float_to_integer(values: np.ndarray) -> np.ndarray:
     return np.round(np.clip(clean, 0.0, top)).astype(dtype)
 
 
+# TIFF keeps its EXIF among the tags that lay out its own pixels; those must not travel.
+_TIFF_LAYOUT_TAGS = frozenset(
+    {256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 338, 339, 340, 341, 34675}
+)
+
+
+def _tiff_exif(image: Image.Image) -> bytes | None:
+    """Photo metadata of a TIFF (Pillow fills ``info['exif']`` only for other formats)."""
+    if image.format != "TIFF":
+        return None
+    exif = image.getexif()
+    for tag in _TIFF_LAYOUT_TAGS & set(exif):
+        del exif[tag]
+    return exif.tobytes() if len(exif) else None
+
+
 def _exif_with_orientation_reset(exif: bytes) -> bytes:
     """EXIF with the "Exif\\0\\0" prefix and Orientation patched to 1 in place.
 
@@ -402,16 +440,7 @@ def write_image(
     colour TIFF (OpenCV cannot). 16-bit grey+alpha TIFF is written as 16-bit RGBA.
     """
     target = Path(path)
-    fmt = _WRITE_FORMATS.get(target.suffix.lower())
-    if fmt is None:
-        raise ImageWriteError(
-            f"{target}: unsupported output format {target.suffix or '(no extension)'!r}; "
-            "use .png, .jpg, .webp, .tiff or .bmp"
-        )
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise ImageWriteError(
-            f"{target}: quality must be an integer from 1 to 100, not {quality!r}"
-        )
+    fmt = _format_for(target, quality)
     if target.is_dir():
         raise ImageWriteError(f"{target}: is a directory")
     if not overwrite and target.exists():
@@ -435,6 +464,46 @@ def write_image(
             raise ImageWriteError(f"{target}: cannot write ({_one_line(error)})") from error
         raise
     return target
+
+
+def encode_image(
+    pixels: np.ndarray,
+    fmt: str,
+    *,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    quality: int = 95,
+) -> bytes:
+    """The bytes :func:`write_image` would write for format ``fmt`` (png, jpg, ...), in memory.
+
+    For callers that send images rather than store them, such as the web server.
+    """
+    target = output_path_for("image", fmt)
+    kind = _format_for(target, quality)
+    encode = _encoder(
+        target, _checked_pixels(target, pixels, kind), kind, icc_profile, exif, quality
+    )
+    buffer = BytesIO()
+    try:
+        encode(buffer)
+    except (OSError, cv2.error) as error:
+        raise ImageWriteError(f"{target}: cannot encode ({_one_line(error)})") from error
+    return buffer.getvalue()
+
+
+def _format_for(target: Path, quality: int) -> str:
+    """Pillow's format name for ``target``'s extension, after checking ``quality``."""
+    fmt = _WRITE_FORMATS.get(target.suffix.lower())
+    if fmt is None:
+        raise ImageWriteError(
+            f"{target}: unsupported output format {target.suffix or '(no extension)'!r}; "
+            "use .png, .jpg, .webp, .tiff or .bmp"
+        )
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise ImageWriteError(
+            f"{target}: quality must be an integer from 1 to 100, not {quality!r}"
+        )
+    return fmt
 
 
 def output_path_for(path: str | Path, fmt: str | None) -> Path:
@@ -534,12 +603,12 @@ def _opencv_16_bit_encoder(
         ok, buffer = cv2.imencode(suffix, cv2.cvtColor(pixels, code), params)
         if not ok:
             raise ImageWriteError(f"{target}: OpenCV could not encode a 16-bit {fmt}")
-        encoded = buffer.tobytes()
-    if fmt == "PNG":
-        encoded = _png_with_metadata(encoded, icc_profile, exif)
+        encoded = memoryview(buffer.reshape(-1))  # not .tobytes(): a second file-sized copy
+    parts = _png_with_metadata(encoded, icc_profile, exif) if fmt == "PNG" else [encoded]
 
     def save(file: BinaryIO) -> None:
-        file.write(encoded)
+        for part in parts:
+            file.write(part)
 
     return save
 
@@ -562,15 +631,21 @@ def _png_grey_alpha_16(pixels: np.ndarray) -> bytes:
     return _PNG_SIGNATURE + _png_chunk(b"IHDR", header) + idat + _png_chunk(b"IEND", b"")
 
 
-def _png_with_metadata(png: bytes, icc_profile: bytes | None, exif: bytes | None) -> bytes:
-    """Insert iCCP and eXIf chunks right after IHDR, where every reader looks for them."""
+def _png_with_metadata(
+    png: bytes | memoryview, icc_profile: bytes | None, exif: bytes | None
+) -> list[bytes | memoryview]:
+    """iCCP and eXIf chunks right after IHDR, where every reader looks for them.
+
+    Returned as pieces to write in turn: joining them would copy the whole encoded image.
+    """
     extra = b""
     if icc_profile:
         extra += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile))
     if exif:
         extra += _png_chunk(b"eXIf", exif.removeprefix(_EXIF_HEADER))
     end_of_header = len(_PNG_SIGNATURE) + 8 + 13 + 4  # length, "IHDR", 13 data bytes, CRC
-    return png[:end_of_header] + extra + png[end_of_header:]
+    png = memoryview(png)
+    return [png[:end_of_header], extra, png[end_of_header:]]
 
 
 def _create_temporary(target: Path) -> tuple[int, Path]:

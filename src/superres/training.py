@@ -196,17 +196,22 @@ class Trainer:
         )
         save_weights(self.run_dir / WEIGHTS, self.model)
 
-    def run(self, on_step: Callable[[int, float], None] | None = None) -> list[EpochReport]:
-        """Train to ``config.steps``, validating and checkpointing every epoch."""
+    def run(
+        self, on_step: Callable[[int, float], None] | None = None, until: int | None = None
+    ) -> list[EpochReport]:
+        """Train to ``config.steps`` (or stop early at step ``until``), validating and
+        checkpointing every epoch and at the stop, so a later :meth:`resume` continues exactly.
+        """
+        stop = min(self.config.steps, until or self.config.steps)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         reports = []
         started = time.monotonic()
         losses: list[float] = []
-        while self.step < self.config.steps:
+        while self.step < stop:
             losses.append(self.train_step())
             if on_step:
                 on_step(self.step, losses[-1])
-            if self.step % self.config.epoch_steps and self.step < self.config.steps:
+            if self.step % self.config.epoch_steps and self.step < stop:
                 continue
             val_psnr, val_ssim = self.validate()
             report = EpochReport(

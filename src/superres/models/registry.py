@@ -7,6 +7,7 @@ are, so a file is self-describing and :func:`load_model` needs no side table.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -18,7 +19,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from superres.errors import ModelError
+from superres.models.autoencoder import Autoencoder
 from superres.models.compact import CompactSR
+from superres.models.espcn import ESPCN
+from superres.models.fsrcnn import FSRCNN
 from superres.models.srcnn import SRCNN
 
 
@@ -58,6 +62,14 @@ ARCHITECTURES: dict[str, Architecture] = {
             "srcnn-tutorial",
             _srcnn((9, 3, 5), widths=(128, 64), residual=False, valid_outer=True),
             "The Keras SRCNN tutorial's variant: 9-3-5, 128/64 filters, outer layers 'valid'",
+        ),
+        Architecture("fsrcnn", FSRCNN, "Dong et al., FSRCNN (ECCV 2016), d=56, s=12, m=4"),
+        Architecture("espcn", ESPCN, "Shi et al., ESPCN (CVPR 2016), sub-pixel convolution"),
+        Architecture(
+            "autoencoder",
+            Autoencoder,
+            "Convolutional autoencoder with skip connections (second SR tutorial), RGB",
+            channels=3,
         ),
         Architecture(
             "compact",
@@ -100,6 +112,14 @@ class LoadedModel:
 
 
 def weights_dir() -> Path:
+    """Where models are looked up: the package's shipped weights, or ``$SUPERRES_WEIGHTS_DIR``.
+
+    The variable lets you use a private weights folder (files named ``NAME-xS.safetensors``,
+    as ``save_weights`` writes them) without touching the installed package.
+    """
+    override = os.environ.get("SUPERRES_WEIGHTS_DIR")
+    if override:
+        return Path(override)
     return Path(str(resources.files("superres.models") / "weights"))
 
 

@@ -1,0 +1,169 @@
+"""Our models beside the third-party OpenCV dnn_superres models, on the same inputs.
+
+For every method and scale: standard-protocol PSNR/SSIM on Set5 and Set14, parameters,
+multiply-adds per output pixel, and output megapixels per second on this machine (2
+threads, median of several runs), all measured in one run. Writes docs/results/models.{md,json}.
+
+    .venv/bin/pip install opencv-contrib-python-headless   # benchmark-only; never a dependency
+    .venv/bin/python benchmarks/models.py [--scales 2,3,4] [--repeats 5]
+
+Peers come from ../shared/peers (read its README); they are skipped when it or
+cv2.dnn_superres is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from skimage import data
+
+from superres.degrade import imresize_matlab
+from superres.evaluation import bicubic_enlarger, evaluate, load_references
+from superres.inference import Upscaler
+from superres.models import create_model, load_model
+from superres.models.complexity import multiply_adds_per_output_pixel
+from superres.models.registry import ARCHITECTURES, shipped_scales
+from superres.reporting import markdown_table, write_json, write_text_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+RESULTS = ROOT / "docs" / "results"
+# OpenCV's models with the architecture hyper-parameters their sources document, so that
+# their arithmetic can be counted with our implementation of the same network.
+PEERS = {
+    "opencv-fsrcnn": ("FSRCNN", "fsrcnn", {}),
+    "opencv-fsrcnn-small": ("FSRCNN-small", "fsrcnn", {"d": 32, "s": 5, "m": 1}),
+    "opencv-espcn": ("ESPCN", "espcn", {}),
+    "opencv-lapsrn": ("LapSRN", None, {}),
+}
+
+Enlarger = Callable[[np.ndarray], np.ndarray]
+
+
+def opencv_peer(file_stem: str, scale: int) -> Enlarger | None:
+    """An OpenCV dnn_superres model as an RGB enlarger, or None where it is not available."""
+    path = SHARED / "peers" / "opencv-dnn-superres" / f"{file_stem}_x{scale}.pb"
+    if not path.is_file() or not hasattr(cv2, "dnn_superres"):
+        return None
+    sr = cv2.dnn_superres.DnnSuperResImpl_create()
+    sr.readModel(str(path))
+    sr.setModel(file_stem.split("-")[0].lower(), scale)
+
+    def enlarge(low: np.ndarray) -> np.ndarray:
+        rgb = low if low.ndim == 3 else np.repeat(low[..., None], 3, axis=2)
+        out = cv2.cvtColor(sr.upsample(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)), cv2.COLOR_BGR2RGB)
+        return out if low.ndim == 3 else out[..., 0]
+
+    return enlarge
+
+
+def megapixels_per_second(enlarge: Enlarger, low: np.ndarray, scale: int, repeats: int) -> float:
+    enlarge(low)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        enlarge(low)
+        times.append(time.perf_counter() - start)
+    return low.shape[0] * low.shape[1] * scale * scale / 1e6 / statistics.median(times)
+
+
+def methods_for(scale: int) -> list[tuple[str, Enlarger, int | None, float | None]]:
+    """(name, enlarger, parameters, mult-adds per output pixel) of every method at ``scale``."""
+    methods: list[tuple[str, Enlarger, int | None, float | None]] = [
+        ("bicubic", bicubic_enlarger(scale), 0, None)
+    ]
+    for name in ARCHITECTURES:
+        if scale in shipped_scales(name):
+            model = load_model(name, scale)
+            methods.append(
+                (
+                    name,
+                    Upscaler(model, tile=1024).upscale,
+                    model.parameters,
+                    multiply_adds_per_output_pixel(model),
+                )
+            )
+    for label, (stem, arch, hyper) in PEERS.items():
+        enlarge = opencv_peer(stem, scale)
+        if enlarge is None:
+            continue
+        if arch is None:
+            methods.append((label, enlarge, None, None))
+            continue
+        twin = create_model(arch, scale, **hyper)
+        methods.append((label, enlarge, twin.parameters, multiply_adds_per_output_pixel(twin)))
+    return methods
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scales", default="2,3,4")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    cv2.setNumThreads(2)
+    datasets = {name: load_references(SHARED / "datasets" / name) for name in ("Set5", "Set14")}
+    photo = data.astronaut()[:510, :510]
+    rows = []
+    for scale in [int(s) for s in args.scales.split(",")]:
+        low = imresize_matlab(photo[: 510 // scale * scale, : 510 // scale * scale], 1 / scale)
+        for name, enlarge, params, macs in methods_for(scale):
+            row = {
+                "method": name,
+                "scale": scale,
+                "parameters": params,
+                "multiply_adds_per_pixel": None if macs is None else round(macs),
+            }
+            for dataset, references in datasets.items():
+                result = evaluate(enlarge, references, scale, name, dataset)
+                row[f"{dataset}_psnr"] = round(result.psnr, 3)
+                row[f"{dataset}_ssim"] = round(result.ssim, 4)
+            row["megapixels_per_second"] = round(
+                megapixels_per_second(enlarge, low, scale, args.repeats), 3
+            )
+            rows.append(row)
+            print(row, flush=True)
+    write_json(RESULTS / "models.json", {"date": datetime.now(UTC).isoformat(), "rows": rows})
+    columns = [
+        "method",
+        "scale",
+        "Set5 PSNR / SSIM",
+        "Set14 PSNR / SSIM",
+        "parameters",
+        "mult-adds / px",
+        "output MP/s",
+    ]
+    table = [
+        [
+            r["method"],
+            f"x{r['scale']}",
+            f"{r['Set5_psnr']:.2f} / {r['Set5_ssim']:.4f}",
+            f"{r['Set14_psnr']:.2f} / {r['Set14_ssim']:.4f}",
+            "-" if r["parameters"] is None else f"{r['parameters']:,}",
+            "-" if r["multiply_adds_per_pixel"] is None else f"{r['multiply_adds_per_pixel']:,}",
+            f"{r['megapixels_per_second']:.2f}",
+        ]
+        for r in rows
+    ]
+    header = (
+        "# Models beside OpenCV's dnn_superres peers\n\n"
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on this machine (2 threads) with "
+        f"`.venv/bin/python benchmarks/models.py --scales {args.scales} "
+        f"--repeats {args.repeats}`.\n"
+        "Standard protocol (Y, border = scale, MATLAB-bicubic LR). Speed: a 510x510 output "
+        "(astronaut), median of the repeats after a warm-up. Peers' parameters and mult-adds are "
+        "those of the same architecture in our implementation (LapSRN: not counted).\n\n"
+    )
+    write_text_atomic(RESULTS / "models.md", header + markdown_table(columns, table))
+
+
+if __name__ == "__main__":
+    main()

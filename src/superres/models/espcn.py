@@ -1,0 +1,22 @@
+"""ESPCN (Shi et al., CVPR 2016): convolutions at low resolution, then a sub-pixel shuffle."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class ESPCN(nn.Module):
+    def __init__(self, scale: int, widths: tuple[int, int] = (64, 32)) -> None:
+        super().__init__()
+        self.scale = scale
+        self.conv1 = nn.Conv2d(1, widths[0], 5, padding=2)
+        self.conv2 = nn.Conv2d(widths[0], widths[1], 3, padding=1)
+        self.conv3 = nn.Conv2d(widths[1], scale * scale, 3, padding=1)
+        self.lr_context = 2 + 1 + 1 + 1
+
+    def forward(self, low_res: torch.Tensor) -> torch.Tensor:
+        x = torch.tanh(self.conv1(low_res))
+        x = torch.tanh(self.conv2(x))
+        return F.pixel_shuffle(self.conv3(x), self.scale)
