@@ -115,6 +115,7 @@ def main() -> None:
     rows = []
     for scale in [int(s) for s in args.scales.split(",")]:
         low = imresize_matlab(photo[: 510 // scale * scale, : 510 // scale * scale], 1 / scale)
+        bicubic: dict[str, list[float]] = {}
         for name, enlarge, params, macs in methods_for(scale):
             row = {
                 "method": name,
@@ -126,6 +127,11 @@ def main() -> None:
                 result = evaluate(enlarge, references, scale, name, dataset)
                 row[f"{dataset}_psnr"] = round(result.psnr, 3)
                 row[f"{dataset}_ssim"] = round(result.ssim, 4)
+                per_image = [image.scores.psnr for image in result.images]
+                baseline = bicubic.setdefault(dataset, per_image)
+                row[f"{dataset}_images_above_bicubic"] = sum(
+                    ours > theirs for ours, theirs in zip(per_image, baseline, strict=True)
+                )
             row["megapixels_per_second"] = round(
                 megapixels_per_second(enlarge, low, scale, args.repeats), 3
             )
@@ -137,6 +143,7 @@ def main() -> None:
         "scale",
         "Set5 PSNR / SSIM",
         "Set14 PSNR / SSIM",
+        "images above bicubic",
         "parameters",
         "mult-adds / px",
         "output MP/s",
@@ -147,6 +154,7 @@ def main() -> None:
             f"x{r['scale']}",
             f"{r['Set5_psnr']:.2f} / {r['Set5_ssim']:.4f}",
             f"{r['Set14_psnr']:.2f} / {r['Set14_ssim']:.4f}",
+            f"{r['Set5_images_above_bicubic']}/5, {r['Set14_images_above_bicubic']}/14",
             "-" if r["parameters"] is None else f"{r['parameters']:,}",
             "-" if r["multiply_adds_per_pixel"] is None else f"{r['multiply_adds_per_pixel']:,}",
             f"{r['megapixels_per_second']:.2f}",

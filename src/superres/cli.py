@@ -478,8 +478,7 @@ def demo_command(
     ),
     scale: Annotated[int, typer.Option("--scale", "-s")] = 3,
 ) -> None:
-    """The main job on built-in data: shrink a sample photo, enlarge it back with each method,
-    score them, and write a comparison figure and an HTML report."""
+    """The main job on built-in data: enlarge a shrunk sample photo, score, figure, report."""
     from skimage import data
 
     from superres.html_report import SUMMARY_COLUMNS, build_report, method_enlargers, summary_rows

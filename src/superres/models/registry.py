@@ -48,15 +48,20 @@ def _srcnn(kernels: tuple[int, int, int], **extra: Any) -> Callable[..., nn.Modu
 
 
 _SRCNN_PAPER = "Dong et al., SRCNN (TPAMI 2015)"
+# Shipped SRCNNs add the enlarged input to their output (see models/srcnn.py); recorded
+# explicitly so that weights say which variant they are.
+_RESIDUAL = {"residual": True}
 ARCHITECTURES: dict[str, Architecture] = {
     arch.name: arch
     for arch in (
-        Architecture("srcnn-915", _srcnn((9, 1, 5)), f"{_SRCNN_PAPER}, 9-1-5, 64/32 filters"),
-        Architecture("srcnn-935", _srcnn((9, 3, 5)), f"{_SRCNN_PAPER}, 9-3-5, 64/32 filters"),
         Architecture(
-            "srcnn-955",
-            _srcnn((9, 5, 5)),
-            f"{_SRCNN_PAPER}, 9-5-5, 64/32 filters",
+            "srcnn-915", _srcnn((9, 1, 5)), f"{_SRCNN_PAPER}, 9-1-5, 64/32 filters", hyper=_RESIDUAL
+        ),
+        Architecture(
+            "srcnn-935", _srcnn((9, 3, 5)), f"{_SRCNN_PAPER}, 9-3-5, 64/32 filters", hyper=_RESIDUAL
+        ),
+        Architecture(
+            "srcnn-955", _srcnn((9, 5, 5)), f"{_SRCNN_PAPER}, 9-5-5, 64/32 filters", hyper=_RESIDUAL
         ),
         Architecture(
             "srcnn-tutorial",
