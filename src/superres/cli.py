@@ -50,9 +50,10 @@ class Batch:
         self.failures += 1
         fail(str(error))
 
-    def finish(self, done: int) -> None:
+    def finish(self, done: int, summary: str | None = None) -> None:
+        """Exit 1 after a one-line summary if any file failed."""
         if self.failures:
-            err.print(f"{done} done, {self.failures} failed")
+            err.print(summary or f"{done} done, {self.failures} failed", highlight=False)
             raise typer.Exit(1)
 
 
@@ -442,8 +443,10 @@ def upscale_command(
                 batch.report(error)
             finally:
                 progress.advance(overall)
-    out.print(f"{written} written, {skipped} skipped, {batch.failures} failed")
-    batch.finish(written)
+    summary = f"{written} written, {skipped} skipped, {batch.failures} failed"
+    if not batch.failures:
+        out.print(summary, highlight=False)
+    batch.finish(written, summary)
 
 
 @app.command("models")
