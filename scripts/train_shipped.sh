@@ -18,9 +18,14 @@ declare -A recipe=(
   [compact-x4]="compact 4 128 30000 l1"
   [fsrcnn-x3]="fsrcnn 3 96 20000 l1"
   [espcn-x3]="espcn 3 96 20000 l1"
+  [fsrcnn-x2]="fsrcnn 2 64 20000 l1"
+  [fsrcnn-x4]="fsrcnn 4 128 20000 l1"
+  [espcn-x2]="espcn 2 64 20000 l1"
+  [espcn-x4]="espcn 4 128 20000 l1"
 )
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(srcnn-955-x3 srcnn-955-x2 srcnn-955-x4 compact-x3 compact-x2 compact-x4 fsrcnn-x3 espcn-x3)
+[ ${#names[@]} -gt 0 ] || names=(srcnn-955-x3 srcnn-955-x2 srcnn-955-x4 compact-x3 compact-x2 compact-x4 fsrcnn-x3 espcn-x3
+         fsrcnn-x2 fsrcnn-x4 espcn-x2 espcn-x4)
 for name in "${names[@]}"; do
   read -r model scale patch steps loss <<<"${recipe[$name]}"
   run=runs/$name
