@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -201,17 +202,23 @@ def read_training_log(run_dir: Path) -> dict[str, np.ndarray]:
 
 
 def training_curves_figure(run_dirs: Sequence[Path]) -> Figure:
-    """Training loss and validation PSNR against step, one line per run, on one figure."""
+    """Training loss and validation PSNR against step, one line per run, on one figure.
+
+    Colours come from tab20 so a dozen runs stay distinguishable, and one shared legend sits
+    beside the plots instead of over the curves.
+    """
     logs = {run.resolve().name: read_training_log(run) for run in run_dirs}
-    figure = new_figure(11, 4.2)
+    figure = new_figure(12, 4.2)
     loss_ax, psnr_ax = figure.subplots(1, 2)
-    for name, log in logs.items():
-        loss_ax.plot(log["step"], log["loss"], marker=".", label=name)
-        psnr_ax.plot(log["step"], log["val_psnr"], marker=".", label=name)
+    colours = matplotlib.colormaps["tab20"].colors
+    for index, (name, log) in enumerate(logs.items()):
+        colour = colours[index % len(colours)]
+        loss_ax.plot(log["step"], log["loss"], marker=".", color=colour, label=name)
+        psnr_ax.plot(log["step"], log["val_psnr"], marker=".", color=colour, label=name)
     for ax, label in ((loss_ax, "training loss"), (psnr_ax, "validation PSNR (dB)")):
         ax.set_xlabel("step")
         ax.set_ylabel(label)
         ax.set_title(label[0].upper() + label[1:])
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+    figure.legend(handles=loss_ax.get_lines(), loc="outside right center", fontsize=8)
     return figure
