@@ -204,8 +204,8 @@ def write_results(record: dict) -> None:
         "",
         f"Weights: {record['weights']}.",
         "",
-        f"Machine: {record['machine']}. The CPU was shared with a training job, so times are "
-        "upper bounds, not speed figures.",
+        f"Machine: {record['machine']}. One burst, with the server's default (auto) precision, "
+        "backend and tile.",
         "",
     ]
     (RESULTS / "load_test.md").write_text("\n".join(lines))

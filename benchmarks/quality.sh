@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Standard-protocol PSNR/SSIM of the shipped models beside the published figures.
-# Usage: benchmarks/quality.sh [MODELS] [SCALES]   (default: bicubic,srcnn,default and 2,3,4)
+# Usage: benchmarks/quality.sh [MODELS] [SCALES]   (default: bicubic,srcnn,default,fsrcnn,espcn; 2,3,4)
+# (the autoencoder, shipped at x2 only, is measured by benchmarks/models.py)
 # Writes docs/results/quality.{md,json}. Needs ../shared/datasets (Set5, Set14).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-models=${1:-bicubic,srcnn,default}
+models=${1:-bicubic,srcnn,default,fsrcnn,espcn}
 scales=${2:-2,3,4}
 data=../shared/datasets
 [ -d "$data/Set5" ] || { echo "skipped: $data/Set5 is absent"; exit 0; }

@@ -123,8 +123,9 @@ def write_results(record: dict[str, object]) -> None:
         "",
         f"Weights: {record['weights']}.",
         "",
-        f"Machine: {record['machine']}. The CPU was shared with a training job, so the wall "
-        "time is an upper bound, not a speed figure.",
+        f"Machine: {record['machine']}. One run, with the command's default (auto) precision, "
+        "backend and tile; the wall time includes decoding the input and encoding the "
+        "192-megapixel PNG, so it is not a speed figure (see speed.md for those).",
         "",
         "Reproduce: `.venv/bin/python benchmarks/upscale_memory.py"
         + (f" --model {record['model']}`" if record["model"] != "default" else "`"),

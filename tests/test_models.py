@@ -5,6 +5,7 @@ import torch
 from superres.degrade import imresize_matlab
 from superres.errors import ModelError
 from superres.models import ARCHITECTURES, create_model, load_model, load_weights_file, save_weights
+from superres.models.fsrcnn import SubPixelDeconvolution
 from superres.models.layers import MatlabBicubicUpsample
 
 
@@ -32,13 +33,38 @@ def test_every_architecture_maps_lr_to_sr_size(name, scale):
     assert out.shape == (1, model.channels, 11 * scale, 14 * scale)
 
 
-def test_untrained_residual_models_start_near_bicubic():
-    model = create_model("compact", 2)
-    for p in model.network.tail.parameters():
+@pytest.mark.parametrize(
+    "name,last", [("compact", "tail"), ("fsrcnn", "deconvolution"), ("espcn", "conv3")]
+)
+def test_untrained_residual_models_start_near_bicubic(name, last):
+    model = create_model(name, 2)
+    for p in getattr(model.network, last).parameters():
         torch.nn.init.zeros_(p)
     low = torch.rand(1, 1, 10, 10)
     with torch.no_grad():
         np.testing.assert_allclose(model.network(low), MatlabBicubicUpsample(2)(low), atol=1e-6)
+
+
+def test_paper_variants_have_no_bicubic_skip():
+    low = torch.rand(1, 1, 10, 10)
+    for name, last in [("fsrcnn", "deconvolution"), ("espcn", "conv3")]:
+        model = create_model(name, 2, residual=False)
+        for p in getattr(model.network, last).parameters():
+            torch.nn.init.zeros_(p)
+        with torch.no_grad():
+            assert not model.network(low).any()
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_subpixel_deconvolution_equals_the_transposed_convolution(scale):
+    torch.manual_seed(scale)
+    layer = SubPixelDeconvolution(7, scale)
+    x = torch.randn(2, 7, 9, 12)
+    expected = torch.nn.functional.conv_transpose2d(
+        x, layer.weight, layer.bias, stride=scale, padding=4, output_padding=scale - 1
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_weights_round_trip_through_safetensors(tmp_path):
@@ -65,3 +91,20 @@ def test_unknown_model_and_scale_and_bad_file_are_model_errors(tmp_path):
         load_weights_file(bad)
     with pytest.raises(ModelError, match="no such weights"):
         load_weights_file(tmp_path / "missing.safetensors")
+
+
+def _shipped() -> list[tuple[str, int]]:
+    from superres.models.registry import shipped_models
+
+    return [(entry.name, entry.scale) for entry in shipped_models()]
+
+
+@pytest.mark.parametrize("name,scale", _shipped())
+def test_every_shipped_model_beats_bicubic_on_every_set5_image(dataset, name, scale):
+    from superres.evaluation import bicubic_enlarger, enlarger_for, evaluate, load_references
+
+    references = load_references(dataset("Set5"))
+    ours = evaluate(enlarger_for(name, scale), references, scale)
+    bicubic = evaluate(bicubic_enlarger(scale), references, scale)
+    for mine, theirs in zip(ours.images, bicubic.images, strict=True):
+        assert mine.scores.psnr > theirs.scores.psnr + 0.1, mine.image

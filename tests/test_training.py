@@ -123,3 +123,27 @@ def test_cli_train_refuses_to_clobber_a_run_and_resumes(tmp_path, image_folder):
     assert first.exit_code == 0, first.output
     again = runner.invoke(app, args)
     assert again.exit_code != 0 and "--resume" in str(again.exception or again.output)
+
+
+def test_colour_models_train_on_rgb_patches(tmp_path, image_folder):
+    config = _config(image_folder, model="autoencoder", hyper={"widths": [4, 4, 4]}, steps=2)
+    trainer = Trainer(config, tmp_path)
+    batch = trainer.sampler.batch(3)
+    assert batch.low_res.shape == (3, 3, 12, 12) and batch.high_res.shape == (3, 3, 24, 24)
+    # The grey photo becomes three equal planes, so colour and grey images mix in one batch.
+    assert np.isfinite(trainer.train_step())
+
+
+def test_init_starts_from_trained_weights_and_refuses_another_model(tmp_path, image_folder):
+    first = Trainer(_config(image_folder), tmp_path / "first")
+    first.run()
+    tuned = Trainer(_config(image_folder, init=str(tmp_path / "first" / WEIGHTS)), tmp_path / "b")
+    for a, b in zip(
+        first.network.state_dict().values(), tuned.network.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+    other = _config(
+        image_folder, hyper={"width": 8, "blocks": 2}, init=str(tmp_path / "first" / WEIGHTS)
+    )
+    with pytest.raises(SuperresError, match="cannot start from it"):
+        Trainer(other, tmp_path / "c")

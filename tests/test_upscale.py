@@ -100,9 +100,12 @@ def test_tiled_cli_output_equals_untiled(tmp_path: Path, monkeypatch: pytest.Mon
         return process(self, tile, peak)
 
     monkeypatch.setattr(Upscaler, "_process", counted)
-    assert upscale_cli(tmp_path / "in.png", "-o", tmp_path / "tiled", "--tile", 16).exit_code == 0
+    exact = ("--precision", "fp32", "--backend", "pytorch")
+    tiled_run = upscale_cli(tmp_path / "in.png", "-o", tmp_path / "tiled", "--tile", 16, *exact)
+    assert tiled_run.exit_code == 0
     assert len(tiles) == 5 * 6
-    assert upscale_cli(tmp_path / "in.png", "-o", tmp_path / "whole", "--tile", 512).exit_code == 0
+    whole_run = upscale_cli(tmp_path / "in.png", "-o", tmp_path / "whole", "--tile", 512, *exact)
+    assert whole_run.exit_code == 0
     assert len(tiles) == 5 * 6 + 1
     tiled = read_image(tmp_path / "tiled" / "in.png").pixels.astype(int)
     whole = read_image(tmp_path / "whole" / "in.png").pixels.astype(int)
@@ -564,6 +567,9 @@ def run_main(
         (["--quality", "101"], "--quality must be between 1 and 100"),
         (["--format", "gif"], "unknown --format 'gif'"),
         (["--tile", "8"], "tile size must be at least 16"),
+        (["--tile", "huge"], "tile must be a number of pixels or auto"),
+        (["--precision", "fp8"], "unknown precision 'fp8'"),
+        (["--backend", "tensorrt"], "unknown backend 'tensorrt'"),
         (["--threads", "0"], "threads must be at least 1"),
         (["--device", "tpu"], "unknown device 'tpu'"),
     ],

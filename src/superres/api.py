@@ -9,9 +9,10 @@ import numpy as np
 from PIL import Image
 
 from superres.errors import SuperresError
-from superres.inference import DEFAULT_TILE, Upscaler
+from superres.inference import Upscaler
 from superres.io import pixels_from_pil
 from superres.models import load_model, resolve_name
+from superres.runtime import AUTO
 
 ImageLike = TypeVar("ImageLike", np.ndarray, Image.Image)
 
@@ -20,10 +21,10 @@ ImageLike = TypeVar("ImageLike", np.ndarray, Image.Image)
 def get_upscaler(
     model: str,
     scale: int,
-    tile: int = DEFAULT_TILE,
+    tile: int | str | None = AUTO,
     device: str = "cpu",
-    precision: str = "fp32",
-    backend: str = "pytorch",
+    precision: str = AUTO,
+    backend: str = AUTO,
 ) -> Upscaler:
     """A cached :class:`Upscaler`, so repeated calls do not reload weights."""
     loaded = load_model(resolve_name(model), scale)
@@ -35,16 +36,20 @@ def upscale(
     model: str = "default",
     scale: int = 4,
     outscale: float | None = None,
-    tile: int = DEFAULT_TILE,
+    tile: int | str | None = AUTO,
     device: str = "cpu",
+    precision: str = AUTO,
+    backend: str = AUTO,
 ) -> ImageLike:
     """Enlarge ``image`` with a shipped model; returns the same type, mode and bit depth.
 
     ``outscale`` resamples the model's result to exactly ``outscale`` times the input size.
+    ``auto`` tile, precision and backend are the ones measured fastest for the model on a
+    CPU (bf16 only where it costs under 0.05 dB); see :mod:`superres.runtime`.
     """
     if outscale is not None and not 0 < outscale <= 16:
         raise SuperresError(f"outscale must be above 0 and at most 16, got {outscale}")
-    upscaler = get_upscaler(model, scale, tile, device)
+    upscaler = get_upscaler(model, scale, tile, device, precision, backend)
     if isinstance(image, Image.Image):
         result = upscaler.upscale(pixels_from_pil(image), outscale)
         return Image.fromarray(result)

@@ -34,6 +34,10 @@ err = Console(stderr=True)
 Inputs = Annotated[
     list[Path], typer.Argument(help="Image files or folders (searched recursively).")
 ]
+# `auto` is what benchmarks/speed.py measured fastest for the model (see superres.runtime).
+PRECISION_HELP = "auto, fp32, or bf16 (CPUs with native bf16); auto: bf16 if it costs <0.05 dB."
+BACKEND_HELP = "auto, pytorch or onnxruntime; auto: the fastest measured."
+TILE_HELP = "Tile side in input pixels (bounds memory), or auto: the fastest measured."
 
 
 def fail(message: str) -> None:
@@ -199,6 +203,9 @@ def train_command(
     seed: Annotated[int, typer.Option()] = 0,
     precision: Annotated[str, typer.Option(help="fp32 or bf16 (autocast).")] = "fp32",
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all).")] = None,
+    init: Annotated[
+        Path | None, typer.Option(help="Start from these weights (fine-tuning a trained model).")
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the run's checkpoint.")
     ] = False,
@@ -224,6 +231,7 @@ def train_command(
         loss=loss,
         seed=seed,
         precision=precision,
+        init=str(init) if init else None,
     )
     trainer = Trainer(config, output)
     if resume:
@@ -267,6 +275,9 @@ def benchmark_command(
     json_path: Annotated[Path | None, typer.Option("--json")] = None,
     markdown_path: Annotated[Path | None, typer.Option("--markdown")] = None,
     backend: Annotated[str, typer.Option(help="pytorch or onnxruntime.")] = "pytorch",
+    precision: Annotated[
+        str, typer.Option(help="fp32, or bf16 on CPUs with native bf16 (fixed, not auto).")
+    ] = "fp32",
 ) -> None:
     """Standard-protocol PSNR/SSIM per dataset and scale, beside the published figures."""
     from superres.evaluation import PUBLISHED, benchmark
@@ -279,7 +290,7 @@ def benchmark_command(
         scale_list = [int(s) for s in _split_list(scales)]
     except ValueError as error:
         raise SuperresError(f"--scales takes whole numbers like 2,3,4: {error}") from error
-    results = benchmark(_split_list(models), scale_list, datasets, backend=backend)
+    results = benchmark(_split_list(models), scale_list, datasets, backend, precision)
     rows = benchmark_rows(results, PUBLISHED)
     table = benchmark_markdown(rows)
     sys.stdout.write(table)  # plain text: Markdown must not be re-wrapped to the terminal
@@ -363,7 +374,7 @@ def upscale_command(
     outscale: Annotated[
         float | None, typer.Option(help="Final size factor, e.g. 1.5 or 5 (resampled).")
     ] = None,
-    tile: Annotated[int, typer.Option(help="Tile side in input pixels (bounds memory).")] = 256,
+    tile: Annotated[str, typer.Option(help=TILE_HELP)] = "auto",
     fmt: Annotated[
         str | None, typer.Option("--format", help="png, jpg, webp or tiff (default: as input).")
     ] = None,
@@ -373,10 +384,8 @@ def upscale_command(
     ] = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
-    precision: Annotated[str, typer.Option(help="fp32, or bf16 on CPUs with native bf16.")] = (
-        "fp32"
-    ),
-    backend: Annotated[str, typer.Option(help="pytorch or onnxruntime.")] = "pytorch",
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
 ) -> None:
     """Enlarge images with a model; existing outputs are skipped, so a stopped batch resumes."""
     from rich.progress import (
@@ -405,6 +414,8 @@ def upscale_command(
         precision=precision,
         backend=backend,
     )
+    chosen = upscaler.runtime.describe()
+    out.print(f"{upscaler.model.name} x{upscaler.scale}: {chosen}", highlight=False)
     batch = Batch()
     jobs, missing = plan_jobs(inputs, output, fmt)
     for path in missing:
@@ -451,12 +462,17 @@ def upscale_command(
 
 @app.command("models")
 def models_command() -> None:
-    """The shipped models: scale, parameters, file size and Set5 PSNR (standard protocol)."""
+    """The shipped models: scale, parameters, file size, Set5 PSNR and how `auto` runs them here."""
+    import torch
+
+    from superres.models import load_model
     from superres.models.registry import ALIASES, shipped_models
+    from superres.runtime import resolve_runtime
 
     rows = []
     for entry in shipped_models():
         aliases = [alias for alias, name in ALIASES.items() if name == entry.name]
+        choice = resolve_runtime(load_model(entry.name, entry.scale), torch.device("cpu"))
         rows.append(
             [
                 entry.name + (f" ({', '.join(aliases)})" if aliases else ""),
@@ -465,9 +481,10 @@ def models_command() -> None:
                 f"{entry.file_kib:.0f} KiB",
                 entry.metadata.get("val_psnr", "-") or "-",
                 entry.metadata.get("steps", "-"),
+                choice.describe(),
             ]
         )
-    columns = ["model", "scale", "parameters", "file", "Set5 PSNR dB", "training steps"]
+    columns = ["model", "scale", "parameters", "file", "Set5 PSNR dB", "training steps", "auto"]
     out.print(rich_table("shipped models", columns, rows))
 
 
@@ -502,7 +519,9 @@ def serve_command(
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, MB.")] = 20.0,
     max_pixels: Annotated[int, typer.Option(help="Largest input image, pixels.")] = 16_000_000,
     workers: Annotated[int, typer.Option(help="Images processed at once.")] = 1,
-    backend: Annotated[str, typer.Option(help="pytorch or onnxruntime.")] = "pytorch",
+    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
+    tile: Annotated[str, typer.Option(help=TILE_HELP)] = "auto",
 ) -> None:
     """A web page and an HTTP API for upscaling."""
     from superres.web.server import run
@@ -513,7 +532,9 @@ def serve_command(
         max_upload_mb=max_upload_mb,
         max_pixels=max_pixels,
         workers=workers,
+        precision=precision,
         backend=backend,
+        tile=tile,
     )
 
 

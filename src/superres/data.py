@@ -1,6 +1,7 @@
 """Training data: random HR patches with their LR counterparts made on the fly.
 
-Images are decoded to their Y channel once and kept in a pool whose size is
+Images are decoded once (to their Y channel, or to RGB for colour models such as
+the autoencoder) and kept in a pool whose size is
 bounded (``pool_megapixels``); a larger dataset is streamed through the pool by
 swapping one image at a time, so memory stays flat whatever the folder holds.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from superres.color import luminance
+from superres.color import as_rgb, luminance
 from superres.degrade import imresize_matlab
 from superres.errors import SuperresError
 from superres.io import ImageReadError, find_images, load_pixels
@@ -30,9 +31,10 @@ def training_files(folders: list[Path]) -> list[Path]:
     return [path for path, _ in files]
 
 
-def load_y(path: Path) -> np.ndarray:
-    """8-bit Y (BT.601 studio range) of an image, the channel the models learn."""
-    return luminance(to_uint8(load_pixels(path)))
+def load_training_image(path: Path, channels: int) -> np.ndarray:
+    """8-bit Y (BT.601 studio range) for luminance models, 8-bit RGB (H, W, 3) for colour ones."""
+    pixels = to_uint8(load_pixels(path))
+    return luminance(pixels) if channels == 1 else as_rgb(pixels)
 
 
 def _pixel_count(path: Path) -> int:
@@ -45,10 +47,8 @@ def _pixel_count(path: Path) -> int:
 
 @dataclass
 class Batch:
-    low_res: (
-        np.ndarray
-    )  # (N, 1, p/s, p/s) float32 in [0, 1], quantised to 8 bits like a real LR file
-    high_res: np.ndarray  # (N, 1, p, p) float32 in [0, 1]
+    low_res: np.ndarray  # (N, C, p/s, p/s) float32 in [0, 1], quantised to 8 bits like a file
+    high_res: np.ndarray  # (N, C, p, p) float32 in [0, 1]
 
 
 class PatchSampler:
@@ -61,12 +61,14 @@ class PatchSampler:
         patch_size: int,
         rng: np.random.Generator,
         pool_megapixels: float = 64.0,
+        channels: int = 1,
     ) -> None:
         if patch_size % scale:
             raise SuperresError(f"patch size {patch_size} must be a multiple of the scale {scale}")
         self.files = files
         self.scale = scale
         self.patch_size = patch_size
+        self.channels = channels
         self.rng = rng
         self.pool_indices = self._initial_pool(pool_megapixels)
         self.pool = {i: self._load(i) for i in self.pool_indices}
@@ -84,11 +86,10 @@ class PatchSampler:
         return chosen
 
     def _load(self, index: int) -> np.ndarray:
-        image = load_y(self.files[index])
-        if min(image.shape) < self.patch_size:
-            image = np.pad(
-                image, [(0, max(0, self.patch_size - n)) for n in image.shape], "reflect"
-            )
+        image = load_training_image(self.files[index], self.channels)
+        if min(image.shape[:2]) < self.patch_size:
+            short = [(0, max(0, self.patch_size - n)) for n in image.shape[:2]]
+            image = np.pad(image, short + [(0, 0)] * (image.ndim - 2), "reflect")
         return image
 
     def restore_pool(self, indices: list[int]) -> None:
@@ -118,7 +119,10 @@ class PatchSampler:
         high = np.stack([self._patch() for _ in range(size)]).astype(np.float64)
         low = np.stack([imresize_matlab(p, scale=1.0 / self.scale) for p in high])
         low = np.clip(np.round(low), 0, 255)
-        return Batch(
-            low_res=(low[:, None] / 255.0).astype(np.float32),
-            high_res=(high[:, None] / 255.0).astype(np.float32),
-        )
+        return Batch(low_res=_planes(low), high_res=_planes(high))
+
+
+def _planes(patches: np.ndarray) -> np.ndarray:
+    """(N, H, W) or (N, H, W, C) 8-bit values -> (N, C, H, W) float32 in [0, 1]."""
+    planes = patches[:, None] if patches.ndim == 3 else patches.transpose(0, 3, 1, 2)
+    return (planes / 255.0).astype(np.float32)

@@ -17,6 +17,7 @@ from superres.inference import Upscaler
 from superres.io import find_images, load_pixels
 from superres.metrics import Protocol, Scores, score
 from superres.models import resolve_name
+from superres.runtime import DEFAULT_TILE
 
 Enlarger = Callable[[np.ndarray], np.ndarray]
 
@@ -51,11 +52,17 @@ def bicubic_enlarger(scale: int) -> Enlarger:
     return lambda low: resize(low, (low.shape[0] * scale, low.shape[1] * scale), "matlab-bicubic")
 
 
-def enlarger_for(method: str, scale: int, backend: str = "pytorch") -> Enlarger:
-    """``bicubic`` or a model name -> a function from LR pixels to SR pixels."""
+def enlarger_for(
+    method: str, scale: int, backend: str = "pytorch", precision: str = "fp32"
+) -> Enlarger:
+    """``bicubic`` or a model name -> a function from LR pixels to SR pixels.
+
+    Fixed settings rather than the machine's measured ``auto`` ones, so that scores are
+    reproducible anywhere.
+    """
     if method == "bicubic":
         return bicubic_enlarger(scale)
-    return Upscaler(method, scale, backend=backend).upscale
+    return Upscaler(method, scale, DEFAULT_TILE, precision=precision, backend=backend).upscale
 
 
 def low_resolution_pair(
@@ -91,7 +98,8 @@ def load_references(folder: Path) -> list[tuple[str, np.ndarray]]:
 
 
 # Published (PSNR, SSIM) on the standard protocol; None where a paper gives no SSIM.
-# Bicubic: the figures every SR paper tabulates; SRCNN 9-5-5: Dong et al. TPAMI 2015.
+# Bicubic: the figures every SR paper tabulates; SRCNN 9-5-5: Dong et al. TPAMI 2015;
+# FSRCNN: Dong, Loy and Tang, ECCV 2016 (Set5 x3 only).
 PUBLISHED: dict[tuple[str, str, int], tuple[float, float | None]] = {
     ("bicubic", "Set5", 2): (33.66, 0.9299),
     ("bicubic", "Set5", 3): (30.39, 0.8682),
@@ -105,6 +113,7 @@ PUBLISHED: dict[tuple[str, str, int], tuple[float, float | None]] = {
     ("srcnn-955", "Set14", 2): (32.45, None),
     ("srcnn-955", "Set14", 3): (29.30, None),
     ("srcnn-955", "Set14", 4): (27.50, None),
+    ("fsrcnn", "Set5", 3): (33.18, None),
 }
 
 
@@ -117,13 +126,14 @@ def benchmark(
     scales: Sequence[int],
     datasets: Sequence[Path],
     backend: str = "pytorch",
+    precision: str = "fp32",
 ) -> list[EvaluationResult]:
     """Every method at every scale on every dataset (standard protocol)."""
     loaded = [(folder.name, load_references(folder)) for folder in datasets]
     results = []
     for method in methods:
         for scale in scales:
-            enlarge = enlarger_for(canonical_method(method), scale, backend)
+            enlarge = enlarger_for(canonical_method(method), scale, backend, precision)
             for name, references in loaded:
                 results.append(evaluate(enlarge, references, scale, canonical_method(method), name))
     return results

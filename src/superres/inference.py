@@ -9,7 +9,6 @@ their centres are kept, so the result equals an untiled run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,8 +18,8 @@ from superres.color import RGB_TO_YCBCR, YCBCR_OFFSET, YCBCR_TO_RGB
 from superres.errors import SuperresError
 from superres.models import LoadedModel, load_model
 from superres.models.layers import MatlabBicubicUpsample
+from superres.runtime import AUTO, resolve_runtime
 
-DEFAULT_TILE = 256  # low-resolution pixels per tile side
 Progress = Callable[[int, int], None]
 
 _TO_YCBCR = torch.tensor(RGB_TO_YCBCR / 255.0, dtype=torch.float32)
@@ -46,32 +45,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def check_precision(precision: str, device: torch.device) -> str:
-    """fp32, or bf16 where the CPU computes it natively (emulated bf16 is slower than fp32)."""
-    if precision == "fp32":
-        return precision
-    if precision != "bf16":
-        raise SuperresError(f"unknown precision {precision!r}; choose fp32 or bf16")
-    if device.type == "cpu" and not cpu_has_native_bf16():
-        raise SuperresError("--precision bf16 needs a CPU with AVX512-BF16 or AMX; use fp32")
-    return precision
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as Linux reports them (empty elsewhere)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        return set()
-    for line in cpuinfo.read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def cpu_has_native_bf16() -> bool:
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
-
-
 def tile_boxes(height: int, width: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
     """(top, left, bottom, right) of tiles covering the image."""
     for top in range(0, height, tile):
@@ -86,37 +59,50 @@ class Upscaler:
         self,
         model: str | LoadedModel = "default",
         scale: int = 4,
-        tile: int = DEFAULT_TILE,
+        tile: int | str | None = AUTO,
         device: str = "cpu",
         threads: int | None = None,
-        precision: str = "fp32",
-        backend: str = "pytorch",
+        precision: str = AUTO,
+        backend: str = AUTO,
     ) -> None:
-        if tile < 16:
-            raise SuperresError(f"tile size must be at least 16 pixels, got {tile}")
+        """``auto`` precision, backend and tile are the measured defaults for these weights
+        (see :mod:`superres.runtime`); what was chosen is in ``.runtime``.
+        """
         if threads is not None:
             if threads < 1:
                 raise SuperresError(f"threads must be at least 1, got {threads}")
             torch.set_num_threads(threads)
         self.model = model if isinstance(model, LoadedModel) else load_model(model, scale)
         self.scale = self.model.scale
-        self.tile = tile
         self.device = resolve_device(device)
-        self.precision = check_precision(precision, self.device)
-        self.backend = backend
+        self.runtime = resolve_runtime(self.model, self.device, precision, backend, tile)
         self.bicubic = MatlabBicubicUpsample(self.scale).to(self.device)
-        self.network = self._network(backend, threads)
+        self.network = self._network(threads)
 
-    def _network(self, backend: str, threads: int | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    @property
+    def precision(self) -> str:
+        return self.runtime.precision
+
+    @property
+    def backend(self) -> str:
+        return self.runtime.backend
+
+    @property
+    def tile(self) -> int:
+        return self.runtime.tile
+
+    def _network(self, threads: int | None) -> Callable[[torch.Tensor], torch.Tensor]:
         """The model's network on the chosen backend; channels-last suits oneDNN's convolutions."""
-        if backend == "onnxruntime":
+        if self.backend == "onnxruntime":
             if self.precision != "fp32" or self.device.type != "cpu":
                 raise SuperresError("the onnxruntime backend runs fp32 on the CPU only")
             from superres.export import OnnxRuntimeNetwork, onnx_bytes
 
             return OnnxRuntimeNetwork(onnx_bytes(self.model), threads)
-        if backend != "pytorch":
-            raise SuperresError(f"unknown backend {backend!r}; choose pytorch or onnxruntime")
+        if self.backend != "pytorch":
+            raise SuperresError(
+                f"unknown backend {self.backend!r}; choose auto, pytorch or onnxruntime"
+            )
         network = self.model.network.to(self.device, memory_format=torch.channels_last).eval()
 
         def run(planes: torch.Tensor) -> torch.Tensor:
@@ -148,14 +134,19 @@ class Upscaler:
 
     @torch.inference_mode()
     def _process(self, tile: np.ndarray, peak: float) -> np.ndarray:
-        """One LR tile (H, W, C) of integers -> its enlarged float tile in [0, peak]."""
+        """One LR tile (H, W, C) of integers -> its enlarged tile, rounded, as floats in [0, peak].
+
+        Clamping, scaling and rounding happen in place on the network's output: for the small
+        models these full-resolution passes cost as much as a convolution layer.
+        """
         planes = torch.from_numpy(np.ascontiguousarray(tile.transpose(2, 0, 1)))
         planes = (planes.to(self.device, torch.float32) / peak).unsqueeze(0)
         colour_channels = 1 if planes.shape[1] in (1, 2) else 3
         out = self._enlarge_colour(planes[:, :colour_channels])
         if planes.shape[1] > colour_channels:
             out = torch.cat([out, self._enlarge_planes(planes[:, colour_channels:])], dim=1)
-        return (out.clamp(0.0, 1.0) * peak).squeeze(0).permute(1, 2, 0).cpu().numpy()
+        out = out.clamp_(0.0, 1.0).mul_(peak).round_()
+        return out.squeeze(0).permute(1, 2, 0).cpu().numpy()
 
     def upscale(
         self,
@@ -170,9 +161,10 @@ class Upscaler:
         image = pixels[..., None] if squeeze else pixels
         height, width, channels = image.shape
         peak = float(np.iinfo(pixels.dtype).max)
-        s, margin = self.scale, self.model.lr_context
+        s, grid = self.scale, self.model.lr_multiple
+        margin = -(-self.model.lr_context // grid) * grid
         out = np.empty((height * s, width * s, channels), dtype=pixels.dtype)
-        boxes = list(tile_boxes(height, width, self.tile))
+        boxes = list(tile_boxes(height, width, -(-self.tile // grid) * grid))
         for done, (top, left, bottom, right) in enumerate(boxes, start=1):
             pad_top, pad_left = max(0, top - margin), max(0, left - margin)
             padded = image[
@@ -181,7 +173,7 @@ class Upscaler:
             result = self._process(padded, peak)
             dy, dx = (top - pad_top) * s, (left - pad_left) * s
             core = result[dy : dy + (bottom - top) * s, dx : dx + (right - left) * s]
-            out[top * s : bottom * s, left * s : right * s] = np.round(core)
+            out[top * s : bottom * s, left * s : right * s] = core  # already rounded
             if progress:
                 progress(done, len(boxes))
         if outscale is not None:

@@ -26,7 +26,7 @@ from superres.data import PatchSampler, training_files
 from superres.errors import SuperresError
 from superres.evaluation import evaluate, load_references
 from superres.inference import Upscaler
-from superres.models import LoadedModel, create_model, save_weights
+from superres.models import LoadedModel, create_model, load_weights_file, save_weights
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "model.safetensors"
@@ -50,6 +50,7 @@ class TrainConfig:
     pool_megapixels: float = 64.0
     precision: str = "fp32"
     hyper: dict = field(default_factory=dict)
+    init: str | None = None  # weights file to start from (fine-tuning), same model and scale
 
 
 @dataclass
@@ -102,15 +103,31 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.model = create_model(config.model, config.scale, **config.hyper)
+        if config.init:
+            self._start_from(Path(config.init))
         self.network = self.model.network.to(memory_format=torch.channels_last)
         self.optimizer = _optimizer(self.model, config.lr)
         files = training_files([Path(p) for p in config.train])
         self.sampler = PatchSampler(
-            files, config.scale, config.patch_size, self.rng, config.pool_megapixels
+            files,
+            config.scale,
+            config.patch_size,
+            self.rng,
+            config.pool_megapixels,
+            channels=self.model.channels,
         )
         self.validation = load_references(Path(config.val)) if config.val else []
         self.step = 0
         self.best_psnr: float | None = None
+
+    def _start_from(self, path: Path) -> None:
+        """Fine-tune: the same architecture, scale and hyper-parameters, trained weights."""
+        start = load_weights_file(path)
+        found = (start.name, start.scale, json.loads(start.metadata.get("hyper", "{}")))
+        wanted = (self.model.name, self.model.scale, json.loads(self.model.metadata["hyper"]))
+        if found != wanted:
+            raise SuperresError(f"{path} holds {found}, not {wanted}: cannot start from it")
+        self.model.network.load_state_dict(start.network.state_dict())
 
     # --- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -167,7 +184,7 @@ class Trainer:
         if not self.validation:
             return None, None
         self.network.eval()
-        upscaler = Upscaler(self.model, tile=1024)
+        upscaler = Upscaler(self.model, tile=1024, precision="fp32", backend="pytorch")
         result = evaluate(upscaler.upscale, self.validation, self.config.scale)
         return result.psnr, result.ssim
 

@@ -8,11 +8,13 @@ makes it train in minutes on a CPU instead of hours.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from superres.models.layers import MatlabBicubicUpsample, conv
+from superres.models.layers import MatlabBicubicUpsample, conv, pad_to_multiple
 
 _POOLING = 4  # two 2x2 poolings: the enlarged image must be a multiple of 4 on each side
 
@@ -32,13 +34,12 @@ class Autoencoder(nn.Module):
         # The receptive field is ~40 enlarged pixels. A multiple of 4 keeps tiles on the
         # pooling grid, so tiled and whole-image results agree for tiles that are multiples of 4.
         self.lr_context = 28
+        self.lr_multiple = _POOLING // math.gcd(_POOLING, scale)
 
     def forward(self, low_res: torch.Tensor) -> torch.Tensor:
         enlarged = self.upsample(low_res)
         height, width = enlarged.shape[-2:]
-        pad_h, pad_w = -height % _POOLING, -width % _POOLING
-        x = F.pad(enlarged, (0, pad_w, 0, pad_h), mode="replicate")
-        skip1 = self.enc1(x)
+        skip1 = self.enc1(pad_to_multiple(enlarged, _POOLING))
         skip2 = self.enc2(F.max_pool2d(skip1, 2))
         x = self.bottleneck(F.max_pool2d(skip2, 2))
         x = self.dec2(F.interpolate(x, scale_factor=2.0, mode="nearest")) + skip2

@@ -63,3 +63,13 @@ def conv(
     return nn.Conv2d(
         in_channels, out_channels, kernel_size, padding=kernel_size // 2, padding_mode=padding_mode
     )
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Replicate the last rows and columns so both sides are multiples of ``multiple``.
+
+    Done inside the network (not by the caller) so that every caller, the ONNX export
+    included, accepts any size; the network crops its output back.
+    """
+    height, width = x.shape[-2:]
+    return F.pad(x, (0, -width % multiple, 0, -height % multiple), mode="replicate")

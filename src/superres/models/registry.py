@@ -48,8 +48,9 @@ def _srcnn(kernels: tuple[int, int, int], **extra: Any) -> Callable[..., nn.Modu
 
 
 _SRCNN_PAPER = "Dong et al., SRCNN (TPAMI 2015)"
-# Shipped SRCNNs add the enlarged input to their output (see models/srcnn.py); recorded
-# explicitly so that weights say which variant they are.
+# Shipped SRCNN, FSRCNN and ESPCN add the bicubic-enlarged input to their output (the network
+# learns only the missing detail, which trains far faster on a CPU); recorded explicitly so that
+# weights say which variant they are.
 _RESIDUAL = {"residual": True}
 ARCHITECTURES: dict[str, Architecture] = {
     arch.name: arch
@@ -68,8 +69,18 @@ ARCHITECTURES: dict[str, Architecture] = {
             _srcnn((9, 3, 5), widths=(128, 64), residual=False, valid_outer=True),
             "The Keras SRCNN tutorial's variant: 9-3-5, 128/64 filters, outer layers 'valid'",
         ),
-        Architecture("fsrcnn", FSRCNN, "Dong et al., FSRCNN (ECCV 2016), d=56, s=12, m=4"),
-        Architecture("espcn", ESPCN, "Shi et al., ESPCN (CVPR 2016), sub-pixel convolution"),
+        Architecture(
+            "fsrcnn",
+            FSRCNN,
+            "Dong et al., FSRCNN (ECCV 2016), d=56, s=12, m=4, plus a bicubic skip",
+            hyper=_RESIDUAL,
+        ),
+        Architecture(
+            "espcn",
+            ESPCN,
+            "Shi et al., ESPCN (CVPR 2016), sub-pixel convolution, plus a bicubic skip",
+            hyper=_RESIDUAL,
+        ),
         Architecture(
             "autoencoder",
             Autoencoder,
@@ -110,6 +121,11 @@ class LoadedModel:
     def lr_context(self) -> int:
         """Low-resolution pixels of context an output pixel depends on (tile overlap)."""
         return int(self.network.lr_context)
+
+    @property
+    def lr_multiple(self) -> int:
+        """Tiles starting on multiples of this give exactly the whole-image result."""
+        return int(getattr(self.network, "lr_multiple", 1))
 
     @property
     def parameters(self) -> int:

@@ -37,6 +37,7 @@ from superres.errors import ImageTooLargeError, NotAnImageError, SuperresError
 from superres.inference import Upscaler
 from superres.io import encode_image, read_image_bytes
 from superres.models.registry import ALIASES, shipped_models
+from superres.runtime import AUTO
 
 UpscalerFactory = Callable[[str, int], Upscaler]
 ModelLister = Callable[[], list[dict[str, Any]]]
@@ -387,10 +388,6 @@ _UPSCALE_BODY = {
 }
 
 
-def backend_upscaler(name: str, scale: int, backend: str) -> Upscaler:
-    return get_upscaler(name, scale, backend=backend)
-
-
 def create_app(
     max_upload_mb: float = 20.0,
     max_pixels: int = 16_000_000,
@@ -525,7 +522,9 @@ def run(
     max_upload_mb: float = 20.0,
     max_pixels: int = 16_000_000,
     workers: int = 1,
-    backend: str = "pytorch",
+    precision: str = AUTO,
+    backend: str = AUTO,
+    tile: int | str | None = AUTO,
 ) -> None:
     """Serve until interrupted: what ``superres serve`` runs."""
     import uvicorn
@@ -534,6 +533,6 @@ def run(
         max_upload_mb=max_upload_mb,
         max_pixels=max_pixels,
         workers=workers,
-        upscaler_factory=partial(backend_upscaler, backend=backend),
+        upscaler_factory=partial(get_upscaler, tile=tile, precision=precision, backend=backend),
     )
     uvicorn.run(app, host=host, port=port)
