@@ -481,10 +481,12 @@ def models_command() -> None:
                 f"{entry.file_kib:.0f} KiB",
                 entry.metadata.get("val_psnr", "-") or "-",
                 entry.metadata.get("steps", "-"),
-                choice.describe(),
+                f"{choice.precision} {choice.tile}"
+                + ("" if choice.backend == "pytorch" else f" {choice.backend}"),
             ]
         )
-    columns = ["model", "scale", "parameters", "file", "Set5 PSNR dB", "training steps", "auto"]
+    # "auto runs": the precision and tile (and backend, when not PyTorch) auto picks here.
+    columns = ["model", "scale", "parameters", "file", "Set5 dB", "steps", "auto runs"]
     out.print(rich_table("shipped models", columns, rows))
 
 
