@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -108,3 +110,17 @@ def test_every_shipped_model_beats_bicubic_on_every_set5_image(dataset, name, sc
     bicubic = evaluate(bicubic_enlarger(scale), references, scale)
     for mine, theirs in zip(ours.images, bicubic.images, strict=True):
         assert mine.scores.psnr > theirs.scores.psnr + 0.1, mine.image
+
+
+def test_a_file_keeps_the_variant_it_was_saved_as(tmp_path):
+    # Files record their full hyper-parameters; one written before FSRCNN/ESPCN gained their
+    # bicubic skip (no "residual" key) is still the paper's network.
+    for name, last in [("fsrcnn", "deconvolution"), ("espcn", "conv3")]:
+        model = create_model(name, 2, residual=False)
+        for p in getattr(model.network, last).parameters():
+            torch.nn.init.zeros_(p)
+        model.metadata["hyper"] = "{}"
+        save_weights(tmp_path / f"{name}.safetensors", model)
+        loaded = load_weights_file(tmp_path / f"{name}.safetensors")
+        assert loaded.network.upsample is None
+        assert json.loads(create_model(name, 2).metadata["hyper"]) == {"residual": True}

@@ -36,9 +36,6 @@ class Architecture:
     channels: int = 1  # 1: works on Y and enlarges chroma by bicubic; 3: RGB
     hyper: dict[str, Any] = field(default_factory=dict)
 
-    def create(self, scale: int, **overrides: Any) -> nn.Module:
-        return self.build(scale=scale, **{**self.hyper, **overrides})
-
 
 def _srcnn(kernels: tuple[int, int, int], **extra: Any) -> Callable[..., nn.Module]:
     def build(scale: int, **hyper: Any) -> nn.Module:
@@ -175,11 +172,15 @@ def read_metadata(path: Path) -> dict[str, str]:
 def create_model(name: str, scale: int, **hyper: Any) -> LoadedModel:
     """An untrained model (for training), with hyper-parameters recorded in its metadata."""
     canonical = resolve_name(name)
+    return _build(canonical, scale, {**ARCHITECTURES[canonical].hyper, **hyper})
+
+
+def _build(canonical: str, scale: int, hyper: dict[str, Any]) -> LoadedModel:
     arch = ARCHITECTURES[canonical]
     if scale not in (2, 3, 4):
         raise ModelError(f"{canonical} supports integer scales 2, 3 and 4, not {scale}")
-    network = arch.create(scale, **hyper)
-    metadata = {"hyper": json.dumps({**arch.hyper, **hyper}, sort_keys=True)}
+    network = arch.build(scale=scale, **hyper)
+    metadata = {"hyper": json.dumps(hyper, sort_keys=True)}
     return LoadedModel(canonical, scale, network, arch.channels, metadata)
 
 
@@ -194,7 +195,10 @@ def load_weights_file(path: str | Path) -> LoadedModel:
         hyper = json.loads(metadata.get("hyper", "{}"))
     except (KeyError, ValueError) as error:
         raise ModelError(f"{path}: weights lack superres metadata ({error})") from error
-    loaded = create_model(name, scale, **hyper)
+    # A file's hyper-parameters are complete as written (create_model records the registry's
+    # defaults too), so they are used alone: a default changed later must not reinterpret
+    # older files (FSRCNN and ESPCN files without "residual" are the paper's networks).
+    loaded = _build(resolve_name(name), scale, hyper)
     loaded.metadata = metadata
     try:
         loaded.network.load_state_dict(load_file(str(path)))
