@@ -173,6 +173,7 @@ def test_result_is_the_models_output_at_input_times_scale(client, photo, scale) 
     assert response.headers["x-output-size"] == f"{80 * scale}x{72 * scale}"
     assert response.headers["x-model"] == f"compact-x{scale}"
     assert int(response.headers["x-elapsed-ms"]) >= 0
+    assert response.headers["x-runtime"].startswith("pytorch fp32, tile ")  # untrained: no table
     result = np.asarray(decoded(response))
     assert result.shape == (72 * scale, 80 * scale, 3)
     np.testing.assert_array_equal(result, UPSCALERS[scale].upscale(photo))

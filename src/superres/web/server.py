@@ -125,6 +125,7 @@ class Upscaled:
     body: bytes
     input_size: tuple[int, int]  # width, height
     output_size: tuple[int, int]
+    runtime: str  # how the model ran, e.g. "pytorch bf16, tile 512 (measured)"
 
 
 class WorkPool:
@@ -252,9 +253,11 @@ def _upscale_upload(
             f"{name}: enlarging {width}x{height} by {factor:g} makes {big_w}x{big_h} = "
             f"{big_w * big_h:,} pixels, over the limit of {max_output_pixels:,}"
         )
-    pixels = upscaler_for(model, scale).upscale(image.pixels, form.outscale)
+    upscaler = upscaler_for(model, scale)
+    pixels = upscaler.upscale(image.pixels, form.outscale)
     body = encode_image(pixels, form.format, icc_profile=image.icc_profile, exif=image.exif)
-    return Upscaled(body, (width, height), (pixels.shape[1], pixels.shape[0]))
+    runtime = upscaler.runtime.describe()
+    return Upscaled(body, (width, height), (pixels.shape[1], pixels.shape[0]), runtime)
 
 
 def _refusal(error: SuperresError) -> HTTPException:
@@ -367,6 +370,10 @@ _UPSCALE_RESPONSES: dict[int | str, dict[str, Any]] = {
                 "schema": {"type": "integer"},
             },
             "X-Model": {"description": "The model and scale that ran, e.g. compact-x4."},
+            "X-Runtime": {
+                "description": "How it ran: backend, precision, tile, e.g. "
+                "'pytorch bf16, tile 512 (measured)'."
+            },
         },
     },
     **_ERRORS,
@@ -510,6 +517,7 @@ def create_app(
                 "X-Output-Size": "{}x{}".format(*result.output_size),
                 "X-Elapsed-Ms": str(round(seconds * 1000)),
                 "X-Model": f"{model}-x{scale}",
+                "X-Runtime": result.runtime,
             },
         )
 
