@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shlex
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +41,7 @@ from superres.color import rgb_to_ycbcr, ycbcr_to_rgb
 from superres.degrade import imresize_matlab
 from superres.evaluation import evaluate, load_references
 from superres.inference import Upscaler
-from superres.models import LoadedModel, load_model, resolve_name
+from superres.models import LoadedModel, resolve_name
 from superres.models.complexity import multiply_adds_per_output_pixel, sample_forward
 from superres.models.registry import shipped_models
 from superres.reporting import markdown_table, write_json, write_text_atomic
@@ -258,14 +260,10 @@ def measure_model(
     return rows, cost, entry
 
 
-def selected_models(names: str | None) -> list[tuple[str, int]]:
-    """(name, scale) of the shipped models, or of those named (aliases allowed)."""
+def selected_models(names: str | None) -> list[LoadedModel]:
+    """The shipped models, or those named (aliases allowed), every scale."""
     wanted = {resolve_name(name.strip()) for name in names.split(",")} if names else None
-    return [
-        (entry.name, entry.scale)
-        for entry in shipped_models()
-        if wanted is None or entry.name in wanted
-    ]
+    return [entry.model for entry in shipped_models() if wanted is None or entry.name in wanted]
 
 
 def write_defaults(entries: dict[str, dict[str, Any]], measured: str) -> Path:
@@ -333,9 +331,8 @@ def main() -> None:
     ceiling = matmul_gflops(args.repeats)
     rng = np.random.default_rng(0)
     rows, costs, entries = [], [], {}
-    for name, scale in selected_models(args.models):
-        model = load_model(name, scale)
-        height, width = (side // scale for side in OUTPUT_SIZE)
+    for model in selected_models(args.models):
+        height, width = (side // model.scale for side in OUTPUT_SIZE)
         low = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         model_rows, cost, entry = measure_model(model, low, args.repeats, ceiling)
         rows += model_rows
@@ -360,7 +357,7 @@ def main() -> None:
     header = (
         "# Speed on this machine\n\n"
         f"Measured {now:%Y-%m-%d} with `.venv/bin/python benchmarks/speed.py "
-        f"--repeats {args.repeats}`: a 1920x1080 output, {THREADS} threads, median after a "
+        f"{shlex.join(sys.argv[1:])}`: a 1920x1080 output, {THREADS} threads, median after a "
         f"warm-up. CPU features found: {', '.join(features) or 'none'}. fp32 2048x2048 matmul "
         f"in the same run: {ceiling:.0f} GFLOP/s. Tiles are low-resolution pixels per side; "
         '"vs eager" is the speed over plain PyTorch eager for the same model: the same job '

@@ -465,14 +465,13 @@ def models_command() -> None:
     """The shipped models: scale, parameters, file size, Set5 PSNR and how `auto` runs them here."""
     import torch
 
-    from superres.models import load_model
     from superres.models.registry import ALIASES, shipped_models
     from superres.runtime import resolve_runtime
 
     rows = []
     for entry in shipped_models():
         aliases = [alias for alias, name in ALIASES.items() if name == entry.name]
-        choice = resolve_runtime(load_model(entry.name, entry.scale), torch.device("cpu"))
+        choice = resolve_runtime(entry.model, torch.device("cpu"))
         rows.append(
             [
                 entry.name + (f" ({', '.join(aliases)})" if aliases else ""),

@@ -45,6 +45,11 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def _round_up(value: int, multiple: int) -> int:
+    """Tiles and margins on the model's grid, so every tile sees what the whole image would."""
+    return -(-value // multiple) * multiple
+
+
 def tile_boxes(height: int, width: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
     """(top, left, bottom, right) of tiles covering the image."""
     for top in range(0, height, tile):
@@ -162,9 +167,9 @@ class Upscaler:
         height, width, channels = image.shape
         peak = float(np.iinfo(pixels.dtype).max)
         s, grid = self.scale, self.model.lr_multiple
-        margin = -(-self.model.lr_context // grid) * grid
+        margin = _round_up(self.model.lr_context, grid)
         out = np.empty((height * s, width * s, channels), dtype=pixels.dtype)
-        boxes = list(tile_boxes(height, width, -(-self.tile // grid) * grid))
+        boxes = list(tile_boxes(height, width, _round_up(self.tile, grid)))
         for done, (top, left, bottom, right) in enumerate(boxes, start=1):
             pad_top, pad_left = max(0, top - margin), max(0, left - margin)
             padded = image[

@@ -223,25 +223,29 @@ def load_model(name: str, scale: int = 3, pretrained: bool = True) -> LoadedMode
 
 @dataclass(frozen=True)
 class ShippedModel:
-    name: str
-    scale: int
-    parameters: int
+    model: LoadedModel  # loaded once, for callers that go on to run or measure it
     file_kib: float
-    metadata: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def scale(self) -> int:
+        return self.model.scale
+
+    @property
+    def parameters(self) -> int:
+        return self.model.parameters
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return self.model.metadata
 
 
 def shipped_models() -> list[ShippedModel]:
     """Every weights file in the package, described from its own metadata."""
-    entries = []
-    for path in sorted(weights_dir().glob("*.safetensors")):
-        loaded = load_weights_file(path)
-        entries.append(
-            ShippedModel(
-                loaded.name,
-                loaded.scale,
-                loaded.parameters,
-                path.stat().st_size / 1024,
-                loaded.metadata,
-            )
-        )
-    return entries
+    return [
+        ShippedModel(load_weights_file(path), path.stat().st_size / 1024)
+        for path in sorted(weights_dir().glob("*.safetensors"))
+    ]
