@@ -29,12 +29,12 @@ import cv2
 import numpy as np
 import torch
 
-from superres.evaluation import bicubic_enlarger, evaluate, load_references
-from superres.inference import Upscaler
+from superres.apps.report.tables import markdown_table, write_json, write_text_atomic
+from superres.engine.evaluation import bicubic_enlarger, evaluate, load_references
+from superres.engine.inference import Upscaler
 from superres.models import create_model, load_model
 from superres.models.complexity import multiply_adds_per_output_pixel
 from superres.models.registry import ARCHITECTURES, shipped_scales
-from superres.reporting import markdown_table, write_json, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

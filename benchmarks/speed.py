@@ -13,7 +13,7 @@ The default (marked in the table) is the fastest configuration and tile, where b
 win if it costs under ``BF16_MAX_COST_DB`` (0.05 dB; without ../shared/datasets/Set5 the
 cost is unknown, so never). Writes docs/results/speed.{md,json}. ``--write-defaults`` also
 records the defaults in ``runtime.json`` beside the weights, which ``auto`` precision,
-backend and tile read (see superres.runtime); entries of models not measured in this run are
+backend and tile read (see superres.engine.runtime); entries of models not measured in this run are
 kept. It is opt-in so that a run on another machine does not change what the package ships.
 
     .venv/bin/python benchmarks/speed.py [--repeats 5] [--models compact,espcn] [--write-defaults]
@@ -37,15 +37,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from superres.color import rgb_to_ycbcr, ycbcr_to_rgb
-from superres.degrade import imresize_matlab
-from superres.evaluation import evaluate, load_references
-from superres.inference import Upscaler
-from superres.models import LoadedModel, resolve_name
-from superres.models.complexity import multiply_adds_per_output_pixel, sample_forward
-from superres.models.registry import shipped_models
-from superres.reporting import markdown_table, write_json, write_text_atomic
-from superres.runtime import (
+from superres.apps.report.tables import markdown_table, write_json, write_text_atomic
+from superres.engine.evaluation import evaluate, load_references
+from superres.engine.inference import Upscaler
+from superres.engine.runtime import (
     BF16_MAX_COST_DB,
     DEFAULT_TILE,
     bf16_affordable,
@@ -57,6 +52,11 @@ from superres.runtime import (
     runtime_table_path,
     weights_digest,
 )
+from superres.imageio.color import rgb_to_ycbcr, ycbcr_to_rgb
+from superres.models import LoadedModel, resolve_name
+from superres.models.complexity import multiply_adds_per_output_pixel, sample_forward
+from superres.models.registry import shipped_models
+from superres.quality.degrade import imresize_matlab
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from skimage import data
 
-from superres.io import write_image
+from superres.imageio.files import write_image
 from superres.models import create_model, resolve_name, save_weights
 from superres.models.registry import shipped_scales, weights_dir
 

@@ -19,9 +19,9 @@ import torch
 from PIL import Image
 from skimage import data
 
-from superres.inference import Upscaler
+from superres.apps.web.server import create_app
+from superres.engine.inference import Upscaler
 from superres.models import create_model
-from superres.web.server import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.is_file():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from superres.cli import app
-from superres.io import load_pixels, write_image
+from superres.apps.cli import app
+from superres.imageio.files import load_pixels, write_image
 
 runner = CliRunner()
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from superres.color import (
+from superres.imageio.color import (
     rgb_to_y,
     rgb_to_ycbcr,
     rgb_to_ycrcb_opencv,

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from superres.degrade import degrade, downscale, imresize_matlab, modcrop, resize
 from superres.errors import SuperresError
+from superres.quality.degrade import degrade, downscale, imresize_matlab, modcrop, resize
 
 
 def test_modcrop_trims_bottom_right():

@@ -2,7 +2,7 @@ import onnx
 import pytest
 import torch
 
-from superres.export import OnnxRuntimeNetwork, export_onnx, max_difference, onnx_bytes
+from superres.engine.export import OnnxRuntimeNetwork, export_onnx, max_difference, onnx_bytes
 from superres.models import create_model
 
 

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from superres.degrade import imresize_matlab
+from superres.engine.inference import Upscaler, resample_to
+from superres.engine.runtime import cpu_has_native_bf16
 from superres.errors import SuperresError
-from superres.inference import Upscaler, resample_to
 from superres.models import create_model
-from superres.runtime import cpu_has_native_bf16
+from superres.quality.degrade import imresize_matlab
 
 # Exact comparisons pin what `auto` would otherwise choose per machine.
 EXACT = {"precision": "fp32", "backend": "pytorch"}

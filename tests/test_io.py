@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 from skimage import data
 
-from superres.io import (
+from superres.imageio.files import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     ImageData,

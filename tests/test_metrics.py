@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
-from superres.color import rgb_to_y
 from superres.errors import SuperresError
-from superres.metrics import mse, psnr, score, shave, ssim_gaussian
+from superres.imageio.color import rgb_to_y
+from superres.quality.metrics import mse, psnr, score, shave, ssim_gaussian
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from superres.degrade import imresize_matlab
 from superres.errors import ModelError
 from superres.models import ARCHITECTURES, create_model, load_model, load_weights_file, save_weights
 from superres.models.fsrcnn import SubPixelDeconvolution
 from superres.models.layers import MatlabBicubicUpsample
+from superres.quality.degrade import imresize_matlab
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -103,7 +103,7 @@ def _shipped() -> list[tuple[str, int]]:
 
 @pytest.mark.parametrize("name,scale", _shipped())
 def test_every_shipped_model_beats_bicubic_on_every_set5_image(dataset, name, scale):
-    from superres.evaluation import bicubic_enlarger, enlarger_for, evaluate, load_references
+    from superres.engine.evaluation import bicubic_enlarger, enlarger_for, evaluate, load_references
 
     references = load_references(dataset("Set5"))
     ours = evaluate(enlarger_for(name, scale), references, scale)

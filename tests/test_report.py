@@ -15,17 +15,22 @@ from matplotlib.patches import Rectangle
 from skimage import data
 from typer.testing import CliRunner
 
-from superres.cli import app
-from superres.degrade import downscale, modcrop
+from superres.apps.cli import app
+from superres.apps.report.figures import (
+    comparison_figure,
+    detail_box,
+    score_label,
+    training_curves_figure,
+)
+from superres.apps.report.html import build_report
+from superres.apps.report.tables import format_number
+from superres.engine.evaluation import MethodOutput, bicubic_enlarger, load_references
+from superres.engine.inference import Upscaler
 from superres.errors import SuperresError
-from superres.evaluation import MethodOutput, bicubic_enlarger, load_references
-from superres.figures import comparison_figure, detail_box, score_label, training_curves_figure
-from superres.html_report import build_report
-from superres.inference import Upscaler
-from superres.io import load_pixels, write_image
-from superres.metrics import score
+from superres.imageio.files import load_pixels, write_image
 from superres.models import create_model
-from superres.reporting import format_number
+from superres.quality.degrade import downscale, modcrop
+from superres.quality.metrics import score
 
 SCALE = 2
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -17,15 +17,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import superres.cli
-from superres import runtime
+import superres.apps.cli
 from superres.api import get_upscaler
+from superres.engine import runtime
+from superres.engine.inference import Upscaler
+from superres.engine.runtime import DEFAULT_TILE, RuntimeChoice, resolve_runtime, weights_digest
 from superres.errors import SuperresError
-from superres.inference import Upscaler
-from superres.io import write_image
+from superres.imageio.files import write_image
 from superres.models import LoadedModel, create_model, load_model, save_weights
 from superres.models.registry import shipped_models
-from superres.runtime import DEFAULT_TILE, RuntimeChoice, resolve_runtime, weights_digest
 
 CPU = torch.device("cpu")
 
@@ -169,11 +169,11 @@ def test_upscale_prints_the_resolved_choice(weights, machine, tmp_path):
     photo = np.zeros((24, 20, 3), np.uint8)
     write_image(tmp_path / "in.png", photo)
     args = ["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "-s", "2"]
-    result = CliRunner().invoke(superres.cli.app, args)
+    result = CliRunner().invoke(superres.apps.cli.app, args)
     assert result.exit_code == 0, result.output
     assert "compact x2: onnxruntime fp32, tile 512 (measured)" in result.output.splitlines()
     result = CliRunner().invoke(
-        superres.cli.app,
+        superres.apps.cli.app,
         [*args, "--overwrite", "--precision", "fp32", "--backend", "pytorch", "--tile", "32"],
     )
     assert "compact x2: pytorch fp32, tile 32" in result.output.splitlines()

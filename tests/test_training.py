@@ -10,9 +10,9 @@ import torch
 from skimage import data
 
 from superres.errors import SuperresError
-from superres.io import write_image
+from superres.imageio.files import write_image
 from superres.models import load_weights_file
-from superres.training import CHECKPOINT, LOG, WEIGHTS, TrainConfig, Trainer
+from superres.training.trainer import CHECKPOINT, LOG, WEIGHTS, TrainConfig, Trainer
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_memory_is_bounded_by_the_pool(tmp_path, image_folder):
 def test_cli_train_refuses_to_clobber_a_run_and_resumes(tmp_path, image_folder):
     from typer.testing import CliRunner
 
-    from superres.cli import app
+    from superres.apps.cli import app
 
     args = [
         "train",

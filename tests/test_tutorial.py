@@ -8,11 +8,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from superres.cli import app
+from superres.apps.cli import app
+from superres.engine.tutorial import import_keras_weights, tutorial_deploy
 from superres.errors import ModelError
-from superres.io import load_pixels
+from superres.imageio.files import load_pixels
 from superres.models import load_weights_file
-from superres.tutorial import import_keras_weights, tutorial_deploy
 
 SHAPES = {
     "convolution2d_1": ((9, 9, 1, 128), (128,)),

@@ -25,13 +25,13 @@ from skimage import data
 from typer.testing import CliRunner, Result
 
 import superres
-import superres.cli
+import superres.apps.cli
 from superres.api import get_upscaler
-from superres.degrade import imresize_matlab
+from superres.engine.inference import Upscaler
 from superres.errors import SuperresError
-from superres.inference import Upscaler
-from superres.io import read_image, write_image
+from superres.imageio.files import read_image, write_image
 from superres.models import create_model, save_weights
+from superres.quality.degrade import imresize_matlab
 
 runner = CliRunner()
 SCALE = 2
@@ -73,7 +73,7 @@ def photo() -> np.ndarray:
 
 def upscale_cli(*args: object) -> Result:
     """`superres upscale ARGS --scale 2` through typer's runner."""
-    return runner.invoke(superres.cli.app, ["upscale", *map(str, args), "--scale", str(SCALE)])
+    return runner.invoke(superres.apps.cli.app, ["upscale", *map(str, args), "--scale", str(SCALE)])
 
 
 def expected(pixels: np.ndarray, outscale: float | None = None) -> np.ndarray:
@@ -350,7 +350,8 @@ def test_progress_bar_counts_images_and_tiles(
 ) -> None:
     """On a terminal, stderr shows images done and the current image's tiles done."""
     screen = io.StringIO()
-    monkeypatch.setattr(superres.cli, "err", Console(file=screen, force_terminal=True, width=100))
+    console = Console(file=screen, force_terminal=True, width=100)
+    monkeypatch.setattr(superres.apps.cli, "err", console)
     write_image(tmp_path / "photo.png", photo)
     result = upscale_cli(tmp_path / "photo.png", "-o", tmp_path / "out", "--tile", 16)
     assert result.exit_code == 0, result.output
@@ -551,7 +552,7 @@ def run_main(
     """The real entry point (`superres ...`): its exit status and stderr."""
     monkeypatch.setattr(sys, "argv", ["superres", *map(str, args)])
     with pytest.raises(SystemExit) as exit_info:
-        superres.cli.main()
+        superres.apps.cli.main()
     return exit_info.value.code, capsys.readouterr().err
 
 

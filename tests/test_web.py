@@ -18,10 +18,10 @@ from fastapi.testclient import TestClient
 from PIL import Image, PngImagePlugin
 
 from superres.api import get_upscaler
+from superres.apps.web.server import STATIC, WorkPool, create_app
+from superres.engine.inference import Upscaler
 from superres.errors import SuperresError
-from superres.inference import Upscaler
 from superres.models import create_model, save_weights
-from superres.web.server import STATIC, WorkPool, create_app
 
 SCALES = (2, 4)
 UPSCALERS = {scale: Upscaler(create_model("compact", scale, width=8, blocks=1)) for scale in SCALES}

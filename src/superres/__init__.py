@@ -6,8 +6,8 @@ description. Everything else lives in the submodules named after their job.
 """
 
 from superres.api import upscale
+from superres.engine.inference import Upscaler
 from superres.errors import SuperresError
-from superres.inference import Upscaler
 from superres.models import load_model
 
 __version__ = "0.1.0"

@@ -1,3 +1,3 @@
-from superres.cli import main
+from superres.apps.cli import main
 
 main()

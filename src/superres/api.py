@@ -8,11 +8,11 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image
 
+from superres.engine.inference import Upscaler
+from superres.engine.runtime import AUTO
 from superres.errors import SuperresError
-from superres.inference import Upscaler
-from superres.io import pixels_from_pil
+from superres.imageio.files import pixels_from_pil
 from superres.models import load_model, resolve_name
-from superres.runtime import AUTO
 
 ImageLike = TypeVar("ImageLike", np.ndarray, Image.Image)
 
@@ -45,7 +45,7 @@ def upscale(
 
     ``outscale`` resamples the model's result to exactly ``outscale`` times the input size.
     ``auto`` tile, precision and backend are the ones measured fastest for the model on a
-    CPU (bf16 only where it costs under 0.05 dB); see :mod:`superres.runtime`.
+    CPU (bf16 only where it costs under 0.05 dB); see :mod:`superres.engine.runtime`.
     """
     if outscale is not None and not 0 < outscale <= 16:
         raise SuperresError(f"outscale must be above 0 and at most 16, got {outscale}")

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from superres.degrade import cubic_kernel
+from superres.quality.degrade import cubic_kernel
 
 # Taps either side of the centre that MATLAB's bicubic needs when enlarging.
 _BICUBIC_REACH = 2

@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,14 @@ ARCHITECTURES: dict[str, Architecture] = {
             CompactSR,
             "superres's compact model: 8 residual blocks at low resolution, pixel shuffle",
             hyper={"width": 32, "blocks": 8},
+        ),
+        Architecture(
+            "real",
+            partial(CompactSR, channels=3),
+            "superres's real-world model: the compact design on RGB, 48 wide, 10 blocks, "
+            "trained on the second-order real-world degradation (cleans noise and JPEG)",
+            channels=3,
+            hyper={"width": 48, "blocks": 10},
         ),
     )
 }

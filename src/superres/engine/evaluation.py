@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from superres.degrade import Method, downscale, modcrop, resize
-from superres.inference import Upscaler
-from superres.io import find_images, load_pixels
-from superres.metrics import Protocol, Scores, score
+from superres.engine.inference import Upscaler
+from superres.engine.runtime import DEFAULT_TILE
+from superres.imageio.files import find_images, load_pixels
 from superres.models import resolve_name
-from superres.runtime import DEFAULT_TILE
+from superres.quality.degrade import downscale, modcrop, resize
+from superres.quality.metrics import Protocol, Scores, score
+from superres.quality.realistic import TRACKS
 
 Enlarger = Callable[[np.ndarray], np.ndarray]
 
@@ -66,11 +67,17 @@ def enlarger_for(
 
 
 def low_resolution_pair(
-    reference: np.ndarray, scale: int, degradation: Method = "matlab-bicubic"
+    reference: np.ndarray, scale: int, degradation: str = "matlab-bicubic", key: str = ""
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(cropped reference, its LR image): the reference cropped to a multiple of ``scale``."""
+    """(cropped reference, its LR image): the reference cropped to a multiple of ``scale``.
+
+    ``degradation`` is a resize method or a named real-world track (``jpeg50``, ...), whose
+    noise is seeded by ``key`` (the image's name) so every method gets the same input.
+    """
     high = modcrop(reference, scale)
-    return high, downscale(high, scale, degradation)
+    if degradation in TRACKS:
+        return high, TRACKS[degradation].apply(high, scale, key)
+    return high, downscale(high, scale, degradation)  # type: ignore[arg-type]
 
 
 def evaluate(
@@ -80,12 +87,12 @@ def evaluate(
     method: str = "model",
     dataset: str = "",
     protocol: Protocol = "standard",
-    degradation: Method = "matlab-bicubic",
+    degradation: str = "matlab-bicubic",
 ) -> EvaluationResult:
     """Score ``enlarge`` on every reference; the border shaved is ``scale`` (standard protocol)."""
     results = []
     for name, reference in references:
-        high, low = low_resolution_pair(reference, scale, degradation)
+        high, low = low_resolution_pair(reference, scale, degradation, name)
         border = scale if protocol == "standard" else 0
         results.append(ImageScore(name, score(high, enlarge(low), protocol, border)))
     return EvaluationResult(method, dataset, scale, results)

@@ -16,8 +16,8 @@ from typing import Literal
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from superres.color import luminance
 from superres.errors import SuperresError
+from superres.imageio.color import luminance
 
 Protocol = Literal["standard", "tutorial"]
 PROTOCOLS: tuple[str, ...] = ("standard", "tutorial")

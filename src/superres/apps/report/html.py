@@ -17,9 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from superres.degrade import Method
-from superres.errors import SuperresError
-from superres.evaluation import (
+from superres.apps.report.figures import (
+    Box,
+    comparison_figure,
+    detail_box,
+    save_figure,
+    speed_quality_figure,
+    training_curves_figure,
+)
+from superres.apps.report.tables import format_number, write_json, write_text_atomic
+from superres.engine.evaluation import (
     Enlarger,
     EvaluationResult,
     ImageScore,
@@ -28,17 +35,10 @@ from superres.evaluation import (
     enlarger_for,
     low_resolution_pair,
 )
-from superres.figures import (
-    Box,
-    comparison_figure,
-    detail_box,
-    save_figure,
-    speed_quality_figure,
-    training_curves_figure,
-)
-from superres.io import write_image
-from superres.metrics import score
-from superres.reporting import format_number, write_json, write_text_atomic
+from superres.errors import SuperresError
+from superres.imageio.files import write_image
+from superres.quality.degrade import Method
+from superres.quality.metrics import score
 
 BASELINE = "bicubic"
 # --degrade choice -> how the LR input is made: the papers' way, or the SRCNN tutorial's.
@@ -159,9 +159,9 @@ def build_report(
     """Score and time each method on each reference and write the whole report to ``folder``.
 
     ``enlargers`` maps method names to LR -> SR functions (see :func:`method_enlargers`), so
-    any callable can be reported, trained or not. Scores are :func:`superres.metrics.score`'s
-    standard protocol with a ``scale`` border, as ``superres compare`` computes them on the
-    written ``images/METHOD/NAME.png`` files.
+    any callable can be reported, trained or not. Scores are
+    :func:`superres.quality.metrics.score`'s standard protocol with a ``scale`` border, as
+    ``superres compare`` computes them on the written ``images/METHOD/NAME.png`` files.
     """
     if degradation not in DEGRADATIONS:
         raise SuperresError(

@@ -32,7 +32,7 @@ RUNTIME_TABLE = "runtime.json"
 
 @dataclass(frozen=True)
 class RuntimeChoice:
-    """What an :class:`~superres.inference.Upscaler` runs with once ``auto`` is resolved."""
+    """What an :class:`~superres.engine.inference.Upscaler` runs with once ``auto`` is resolved."""
 
     precision: str
     backend: str

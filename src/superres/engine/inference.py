@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 import torch
 
-from superres.color import RGB_TO_YCBCR, YCBCR_OFFSET, YCBCR_TO_RGB
+from superres.engine.runtime import AUTO, resolve_runtime
 from superres.errors import SuperresError
+from superres.imageio.color import RGB_TO_YCBCR, YCBCR_OFFSET, YCBCR_TO_RGB
 from superres.models import LoadedModel, load_model
 from superres.models.layers import MatlabBicubicUpsample
-from superres.runtime import AUTO, resolve_runtime
 
 Progress = Callable[[int, int], None]
 
@@ -71,7 +71,7 @@ class Upscaler:
         backend: str = AUTO,
     ) -> None:
         """``auto`` precision, backend and tile are the measured defaults for these weights
-        (see :mod:`superres.runtime`); what was chosen is in ``.runtime``.
+        (see :mod:`superres.engine.runtime`); what was chosen is in ``.runtime``.
         """
         if threads is not None:
             if threads < 1:
@@ -101,7 +101,7 @@ class Upscaler:
         if self.backend == "onnxruntime":
             if self.precision != "fp32" or self.device.type != "cpu":
                 raise SuperresError("the onnxruntime backend runs fp32 on the CPU only")
-            from superres.export import OnnxRuntimeNetwork, onnx_bytes
+            from superres.engine.export import OnnxRuntimeNetwork, onnx_bytes
 
             return OnnxRuntimeNetwork(onnx_bytes(self.model), threads)
         if self.backend != "pytorch":

@@ -2,7 +2,7 @@
 
 Exported graphs take the low-resolution planes (N, C, h, w) in [0, 1] and return the
 enlarged planes, with height and width dynamic, exactly like the PyTorch network; the
-colour handling and tiling around them stay in :mod:`superres.inference`.
+colour handling and tiling around them stay in :mod:`superres.engine.inference`.
 """
 
 from __future__ import annotations

@@ -15,11 +15,11 @@ import h5py
 import numpy as np
 import torch
 
-from superres.color import as_rgb, rgb_to_ycrcb_opencv, ycrcb_opencv_to_rgb
-from superres.degrade import degrade, modcrop
 from superres.errors import ModelError
-from superres.metrics import Scores, score, shave, to_uint8
+from superres.imageio.color import as_rgb, rgb_to_ycrcb_opencv, ycrcb_opencv_to_rgb
 from superres.models import LoadedModel, create_model
+from superres.quality.degrade import degrade, modcrop
+from superres.quality.metrics import Scores, score, shave, to_uint8
 
 # Keras layer name -> our SRCNN module, in the tutorial's order.
 _KERAS_LAYERS = {

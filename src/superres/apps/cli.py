@@ -15,11 +15,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from superres import __version__
-from superres.degrade import METHODS, degrade, modcrop
+from superres.apps.report.tables import format_number, rich_table, write_csv, write_json
 from superres.errors import ImageWriteError, SuperresError
-from superres.io import find_images, load_pixels, read_image, write_image
-from superres.metrics import PROTOCOLS, score
-from superres.reporting import format_number, rich_table, write_csv, write_json
+from superres.imageio.files import find_images, load_pixels, read_image, write_image
+from superres.quality.degrade import METHODS, degrade, modcrop
+from superres.quality.metrics import PROTOCOLS, score
 
 app = typer.Typer(
     name="superres",
@@ -34,7 +34,7 @@ err = Console(stderr=True)
 Inputs = Annotated[
     list[Path], typer.Argument(help="Image files or folders (searched recursively).")
 ]
-# `auto` is what benchmarks/speed.py measured fastest for the model (see superres.runtime).
+# `auto` is what benchmarks/speed.py measured fastest for the model (see superres.engine.runtime).
 PRECISION_HELP = "auto, fp32, or bf16 (CPUs with native bf16); auto: bf16 if it costs <0.05 dB."
 BACKEND_HELP = "auto, pytorch or onnxruntime; auto: the fastest measured."
 TILE_HELP = "Tile side in input pixels (bounds memory), or auto: the fastest measured."
@@ -209,12 +209,22 @@ def train_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the run's checkpoint.")
     ] = False,
+    degradation: Annotated[
+        str, typer.Option(help="bicubic (the standard protocol) or realistic (real-world photos).")
+    ] = "bicubic",
+    preset: Annotated[
+        str, typer.Option(help="Realistic degradation: light, standard, heavy or no-noise.")
+    ] = "standard",
+    val_track: Annotated[
+        str,
+        typer.Option(help="Degradation validation scores on: clean, jpeg50, noise10-jpeg70, ..."),
+    ] = "clean",
 ) -> None:
     """Train a model on folders of images; validation PSNR per epoch goes to RUN_DIR/log.csv."""
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from superres.training import TrainConfig, Trainer
+    from superres.training.trainer import TrainConfig, Trainer
 
     if threads:
         torch.set_num_threads(threads)
@@ -232,6 +242,9 @@ def train_command(
         seed=seed,
         precision=precision,
         init=str(init) if init else None,
+        degradation=degradation,
+        degradation_preset=preset,
+        val_track=val_track,
     )
     trainer = Trainer(config, output)
     if resume:
@@ -247,15 +260,19 @@ def train_command(
     ]
     with Progress(*columns, console=err, disable=not err.is_terminal) as progress:
         task = progress.add_task(f"{model} x{scale}", total=steps, completed=trainer.step, loss=0.0)
-        reports = trainer.run(
-            on_step=lambda step, value: progress.update(task, completed=step, loss=value)
-        )
-    for report in reports:
-        psnr = format_number(report.val_psnr, 2)
-        out.print(
-            f"epoch {report.epoch}: step {report.step}, loss {report.loss:.5f}, val PSNR {psnr}"
+        trainer.run(
+            on_step=lambda step, value: progress.update(task, completed=step, loss=value),
+            on_epoch=lambda report: progress.console.print(_epoch_line(report), highlight=False),
         )
     out.print(f"weights: {output / 'model.safetensors'}")
+
+
+def _epoch_line(report) -> str:
+    psnr = format_number(report.val_psnr, 2)
+    return (
+        f"epoch {report.epoch}: step {report.step}, loss {report.loss:.5f}, val PSNR {psnr}, "
+        f"{report.seconds:.0f} s"
+    )
 
 
 def _split_list(value: str) -> list[str]:
@@ -280,8 +297,8 @@ def benchmark_command(
     ] = "fp32",
 ) -> None:
     """Standard-protocol PSNR/SSIM per dataset and scale, beside the published figures."""
-    from superres.evaluation import PUBLISHED, benchmark
-    from superres.reporting import benchmark_markdown, benchmark_rows, write_text_atomic
+    from superres.apps.report.tables import benchmark_markdown, benchmark_rows, write_text_atomic
+    from superres.engine.evaluation import PUBLISHED, benchmark
 
     for folder in datasets:
         if not folder.is_dir():
@@ -309,8 +326,8 @@ def import_keras_command(
     arch: Annotated[str, typer.Option(help="Architecture the file holds.")] = "srcnn-tutorial",
 ) -> None:
     """Convert the Keras SRCNN tutorial's weights to safetensors (no pickle involved)."""
+    from superres.engine.tutorial import import_keras_weights
     from superres.models import save_weights
-    from superres.tutorial import import_keras_weights
 
     if output.resolve() == weights.resolve():
         raise ImageWriteError(f"{output}: refusing to overwrite the input file")
@@ -328,8 +345,8 @@ def tutorial_deploy_command(
     ] = None,
 ) -> None:
     """The SRCNN tutorial's deploy path: bilinear x2 input, network on YCrCb's Y, 6-px shave."""
+    from superres.engine.tutorial import tutorial_deploy
     from superres.models import load_weights_file
-    from superres.tutorial import tutorial_deploy
 
     model = load_weights_file(weights)
     if not hasattr(model.network, "mapping"):
@@ -396,8 +413,8 @@ def upscale_command(
         TimeRemainingColumn,
     )
 
-    from superres.batch import check_target, plan_jobs, protected_paths, upscale_file
-    from superres.inference import Upscaler
+    from superres.engine.batch import check_target, plan_jobs, protected_paths, upscale_file
+    from superres.engine.inference import Upscaler
     from superres.models import load_model
 
     if outscale is not None and not 0 < outscale <= 16:
@@ -465,8 +482,8 @@ def models_command() -> None:
     """The shipped models: scale, parameters, file size, Set5 PSNR and how `auto` runs them here."""
     import torch
 
+    from superres.engine.runtime import resolve_runtime
     from superres.models.registry import ALIASES, shipped_models
-    from superres.runtime import resolve_runtime
 
     rows = []
     for entry in shipped_models():
@@ -502,7 +519,12 @@ def demo_command(
     """The main job on built-in data: enlarge a shrunk sample photo, score, figure, report."""
     from skimage import data
 
-    from superres.html_report import SUMMARY_COLUMNS, build_report, method_enlargers, summary_rows
+    from superres.apps.report.html import (
+        SUMMARY_COLUMNS,
+        build_report,
+        method_enlargers,
+        summary_rows,
+    )
 
     enlargers = method_enlargers(_split_list(models), scale)
     report = build_report([("astronaut.png", data.astronaut())], scale, enlargers, output)
@@ -525,7 +547,7 @@ def serve_command(
     tile: Annotated[str, typer.Option(help=TILE_HELP)] = "auto",
 ) -> None:
     """A web page and an HTTP API for upscaling."""
-    from superres.web.server import run
+    from superres.apps.web.server import run
 
     run(
         host=host,
@@ -556,7 +578,12 @@ def report_command(
     ] = None,
 ) -> None:
     """Figures with zoomed crops, a quality/speed plot and one self-contained index.html."""
-    from superres.html_report import SUMMARY_COLUMNS, build_report, method_enlargers, summary_rows
+    from superres.apps.report.html import (
+        SUMMARY_COLUMNS,
+        build_report,
+        method_enlargers,
+        summary_rows,
+    )
 
     batch = Batch()
     references = []
@@ -579,7 +606,7 @@ def plot_training_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Image file to write (.png).")],
 ) -> None:
     """Training loss and validation PSNR per step of one or more runs, on one figure."""
-    from superres.figures import save_figure, training_curves_figure
+    from superres.apps.report.figures import save_figure, training_curves_figure
 
     out.print(f"curves: {save_figure(training_curves_figure(runs), output)}", highlight=False)
 
@@ -592,7 +619,7 @@ def export_command(
     fmt: Annotated[str, typer.Option("--format", help="Only onnx for now.")] = "onnx",
 ) -> None:
     """Export a model's network (dynamic height and width), verified against PyTorch."""
-    from superres.export import OnnxRuntimeNetwork, export_onnx, max_difference
+    from superres.engine.export import OnnxRuntimeNetwork, export_onnx, max_difference
     from superres.models import load_model
 
     if fmt != "onnx":

@@ -33,11 +33,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from superres.api import get_upscaler
+from superres.engine.inference import Upscaler
+from superres.engine.runtime import AUTO
 from superres.errors import ImageTooLargeError, NotAnImageError, SuperresError
-from superres.inference import Upscaler
-from superres.io import encode_image, read_image_bytes
+from superres.imageio.files import encode_image, read_image_bytes
 from superres.models.registry import ALIASES, shipped_models
-from superres.runtime import AUTO
 
 UpscalerFactory = Callable[[str, int], Upscaler]
 ModelLister = Callable[[], list[dict[str, Any]]]

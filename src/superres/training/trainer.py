@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from superres.data import PatchSampler, training_files
+from superres.engine.evaluation import evaluate, load_references
+from superres.engine.inference import Upscaler
 from superres.errors import SuperresError
-from superres.evaluation import evaluate, load_references
-from superres.inference import Upscaler
 from superres.models import LoadedModel, create_model, load_weights_file, save_weights
+from superres.quality.realistic import RealisticConfig, preset, track
+from superres.training.data import PatchSampler, training_files
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "model.safetensors"
@@ -51,6 +52,9 @@ class TrainConfig:
     precision: str = "fp32"
     hyper: dict = field(default_factory=dict)
     init: str | None = None  # weights file to start from (fine-tuning), same model and scale
+    degradation: str = "bicubic"  # or "realistic": the second-order real-world model
+    degradation_preset: str = "standard"
+    val_track: str = "clean"  # the fixed degradation validation scores on
 
 
 @dataclass
@@ -87,6 +91,14 @@ def _optimizer(model: LoadedModel, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, lr=lr)
 
 
+def _degradation(config: TrainConfig) -> RealisticConfig | None:
+    if config.degradation == "bicubic":
+        return None
+    if config.degradation == "realistic":
+        return preset(config.degradation_preset)
+    raise SuperresError(f"unknown degradation {config.degradation!r}; choose bicubic or realistic")
+
+
 def _atomic_save(obj: object, path: Path) -> None:
     temp = path.with_name(f".{path.name}.part")
     torch.save(obj, temp)
@@ -115,7 +127,10 @@ class Trainer:
             self.rng,
             config.pool_megapixels,
             channels=self.model.channels,
+            degradation=_degradation(config),
+            seed=config.seed,
         )
+        track(config.val_track)  # an unknown track fails before any training
         self.validation = load_references(Path(config.val)) if config.val else []
         self.step = 0
         self.best_psnr: float | None = None
@@ -167,7 +182,7 @@ class Trainer:
         lr = _cosine_lr(self.config, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_factor"]
-        batch = self.sampler.batch(self.config.batch_size)
+        batch = self.sampler.batch(self.config.batch_size, self.step)
         low = torch.from_numpy(batch.low_res).contiguous(memory_format=torch.channels_last)
         high = torch.from_numpy(batch.high_res)
         self.network.train()
@@ -185,7 +200,9 @@ class Trainer:
             return None, None
         self.network.eval()
         upscaler = Upscaler(self.model, tile=1024, precision="fp32", backend="pytorch")
-        result = evaluate(upscaler.upscale, self.validation, self.config.scale)
+        result = evaluate(
+            upscaler.upscale, self.validation, self.config.scale, degradation=self.config.val_track
+        )
         return result.psnr, result.ssim
 
     def _write_log(self, report: EpochReport) -> None:
@@ -214,7 +231,10 @@ class Trainer:
         save_weights(self.run_dir / WEIGHTS, self.model)
 
     def run(
-        self, on_step: Callable[[int, float], None] | None = None, until: int | None = None
+        self,
+        on_step: Callable[[int, float], None] | None = None,
+        until: int | None = None,
+        on_epoch: Callable[[EpochReport], None] | None = None,
     ) -> list[EpochReport]:
         """Train to ``config.steps`` (or stop early at step ``until``), validating and
         checkpointing every epoch and at the stop, so a later :meth:`resume` continues exactly.
@@ -245,4 +265,6 @@ class Trainer:
             self._export(report)
             self.save_checkpoint()
             reports.append(report)
+            if on_epoch:
+                on_epoch(report)
         return reports

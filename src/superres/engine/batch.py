@@ -6,9 +6,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from superres.engine.inference import Progress, Upscaler
 from superres.errors import ImageWriteError
-from superres.inference import Progress, Upscaler
-from superres.io import IMAGE_EXTENSIONS, find_images, output_path_for, read_image, write_image
+from superres.imageio.files import (
+    IMAGE_EXTENSIONS,
+    find_images,
+    output_path_for,
+    read_image,
+    write_image,
+)
 
 
 @dataclass(frozen=True)

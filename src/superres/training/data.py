@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from superres.color import as_rgb, luminance
-from superres.degrade import imresize_matlab
 from superres.errors import SuperresError
-from superres.io import ImageReadError, find_images, load_pixels
-from superres.metrics import to_uint8
+from superres.imageio.color import as_rgb, luminance
+from superres.imageio.files import ImageReadError, find_images, load_pixels
+from superres.quality.degrade import imresize_matlab
+from superres.quality.metrics import to_uint8
+from superres.quality.realistic import RealisticConfig, degrade_realistic
 
 
 def training_files(folders: list[Path]) -> list[Path]:
@@ -52,7 +53,9 @@ class Batch:
 
 
 class PatchSampler:
-    """Random patches with flips and rotations; the LR side by MATLAB bicubic."""
+    """Random patches with flips and rotations; the LR side by MATLAB bicubic, or by the
+    real-world model when ``degradation`` is given (seeded by ``(seed, step)``, so a resumed
+    run degrades exactly as an uninterrupted one)."""
 
     def __init__(
         self,
@@ -62,6 +65,8 @@ class PatchSampler:
         rng: np.random.Generator,
         pool_megapixels: float = 64.0,
         channels: int = 1,
+        degradation: RealisticConfig | None = None,
+        seed: int = 0,
     ) -> None:
         if patch_size % scale:
             raise SuperresError(f"patch size {patch_size} must be a multiple of the scale {scale}")
@@ -70,6 +75,8 @@ class PatchSampler:
         self.patch_size = patch_size
         self.channels = channels
         self.rng = rng
+        self.degradation = degradation
+        self.seed = seed
         self.pool_indices = self._initial_pool(pool_megapixels)
         self.pool = {i: self._load(i) for i in self.pool_indices}
         self.streaming = len(self.pool_indices) < len(files)
@@ -113,13 +120,20 @@ class PatchSampler:
         patch = np.rot90(patch, int(self.rng.integers(4)))
         return patch[:, ::-1] if self.rng.integers(2) else patch
 
-    def batch(self, size: int) -> Batch:
+    def batch(self, size: int, step: int = 0) -> Batch:
         if self.streaming:
             self._swap_one()
-        high = np.stack([self._patch() for _ in range(size)]).astype(np.float64)
-        low = np.stack([imresize_matlab(p, scale=1.0 / self.scale) for p in high])
-        low = np.clip(np.round(low), 0, 255)
-        return Batch(low_res=_planes(low), high_res=_planes(high))
+        patches = [self._patch() for _ in range(size)]
+        if self.degradation is None:
+            low = np.stack([imresize_matlab(p.astype(np.float64), scale=1.0 / self.scale)
+                            for p in patches])
+            low = np.clip(np.round(low), 0, 255)
+        else:
+            rng = np.random.default_rng([self.seed, step])
+            low = np.stack(
+                [degrade_realistic(p, self.scale, self.degradation, rng) for p in patches]
+            ).astype(np.float64)
+        return Batch(low_res=_planes(low), high_res=_planes(np.stack(patches).astype(np.float64)))
 
 
 def _planes(patches: np.ndarray) -> np.ndarray:

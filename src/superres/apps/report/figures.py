@@ -22,14 +22,14 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from superres.color import as_rgb, luminance
-from superres.degrade import resize
+from superres.apps.report.tables import format_number
+from superres.engine.evaluation import MethodOutput
 from superres.errors import SuperresError
-from superres.evaluation import MethodOutput
-from superres.io import write_image
-from superres.metrics import Scores, to_uint8
-from superres.reporting import format_number
-from superres.training import LOG
+from superres.imageio.color import as_rgb, luminance
+from superres.imageio.files import write_image
+from superres.quality.degrade import resize
+from superres.quality.metrics import Scores, to_uint8
+from superres.training.trainer import LOG
 
 PANEL_INCHES = 2.6  # width of one image panel
 DPI = 120
@@ -87,7 +87,7 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save_figure(figure: Figure, path: Path) -> Path:
-    """Render and write a PNG atomically (through :func:`superres.io.write_image`)."""
+    """Render and write a PNG atomically (through :func:`superres.imageio.files.write_image`)."""
     canvas = figure.canvas
     canvas.draw()
     pixels = np.asarray(canvas.buffer_rgba())[..., :3]  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""Running models: tiled inference, runtime choice, export, batches and benchmark scoring."""

@@ -1,0 +1,1 @@
+"""Training: patch sampling (clean or real-world degraded) and the resumable trainer."""
