@@ -35,6 +35,30 @@ def test_every_architecture_maps_lr_to_sr_size(name, scale):
     assert out.shape == (1, model.channels, 11 * scale, 14 * scale)
 
 
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("scale", [2, 4])
+def test_contract_context_bounds_what_an_output_pixel_sees(name, scale):
+    """Pixels farther than ``contract.context`` from an LR pixel never change its output block,
+    which is what makes tiles with that overlap equal the whole image."""
+    model = create_model(name, scale)
+    contract = model.contract
+    assert (contract.scale, contract.channels) == (scale, model.channels)
+    side = 2 * (contract.context + 8) * contract.size_multiple
+    centre = side // 2
+    image = torch.rand(1, model.channels, side, side, generator=torch.Generator().manual_seed(1))
+    changed = torch.rand(image.shape, generator=torch.Generator().manual_seed(2))
+    near = slice(centre - contract.context, centre + contract.context + 1)
+    changed[..., near, near] = image[..., near, near]
+    block = slice(centre * scale, (centre + 1) * scale)
+    with torch.no_grad():
+        before = model.network(image)[..., block, block]
+        after = model.network(changed)[..., block, block]
+    torch.testing.assert_close(before, after, atol=1e-5, rtol=0)
+    with torch.no_grad():  # and the test can fail: a change inside the context does show
+        changed[..., centre, centre] += 0.5
+        assert not torch.allclose(model.network(changed)[..., block, block], before)
+
+
 @pytest.mark.parametrize(
     "name,last", [("compact", "tail"), ("fsrcnn", "deconvolution"), ("espcn", "conv3")]
 )

@@ -166,8 +166,8 @@ class Upscaler:
         image = pixels[..., None] if squeeze else pixels
         height, width, channels = image.shape
         peak = float(np.iinfo(pixels.dtype).max)
-        s, grid = self.scale, self.model.lr_multiple
-        margin = _round_up(self.model.lr_context, grid)
+        s, grid = self.scale, self.model.contract.size_multiple
+        margin = _round_up(self.model.contract.context, grid)
         out = np.empty((height * s, width * s, channels), dtype=pixels.dtype)
         boxes = list(tile_boxes(height, width, _round_up(self.tile, grid)))
         for done, (top, left, bottom, right) in enumerate(boxes, start=1):

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from superres.models.contract import NetworkContract
 from superres.models.layers import MatlabBicubicUpsample, conv, pad_to_multiple
 
 _POOLING = 4  # two 2x2 poolings: the enlarged image must be a multiple of 4 on each side
@@ -33,8 +34,9 @@ class Autoencoder(nn.Module):
         self.out = conv(w1, 3, 3)
         # The receptive field is ~40 enlarged pixels. A multiple of 4 keeps tiles on the
         # pooling grid, so tiled and whole-image results agree for tiles that are multiples of 4.
-        self.lr_context = 28
-        self.lr_multiple = _POOLING // math.gcd(_POOLING, scale)
+        self.contract = NetworkContract(
+            scale, channels=3, context=28, size_multiple=_POOLING // math.gcd(_POOLING, scale)
+        )
 
     def forward(self, low_res: torch.Tensor) -> torch.Tensor:
         enlarged = self.upsample(low_res)

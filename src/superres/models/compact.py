@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from superres.models.contract import NetworkContract
 from superres.models.layers import MatlabBicubicUpsample, conv
 
 
@@ -35,7 +36,7 @@ class CompactSR(nn.Module):
         self.tail = conv(width, channels * scale * scale, 3)
         self.upsample = MatlabBicubicUpsample(scale, channels)
         # Each 3x3 convolution sees one more LR pixel; the bicubic skip needs two.
-        self.lr_context = 2 * blocks + 3 + 2
+        self.contract = NetworkContract(scale, channels, context=2 * blocks + 3 + 2)
 
     def forward(self, low_res: torch.Tensor) -> torch.Tensor:
         features = self.head(low_res)

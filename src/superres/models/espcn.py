@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from superres.models.contract import NetworkContract
 from superres.models.layers import MatlabBicubicUpsample
 
 
@@ -20,7 +21,7 @@ class ESPCN(nn.Module):
         self.conv3 = nn.Conv2d(widths[1], scale * scale, 3, padding=1)
         # Optional (not in the paper): add MATLAB bicubic so the network learns only the detail.
         self.upsample = MatlabBicubicUpsample(scale) if residual else None
-        self.lr_context = 2 + 1 + 1 + 1
+        self.contract = NetworkContract(scale, channels=1, context=2 + 1 + 1 + 1)
 
     def forward(self, low_res: torch.Tensor) -> torch.Tensor:
         x = torch.tanh(self.conv1(low_res))

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from superres.models.contract import NetworkContract
 from superres.models.layers import MatlabBicubicUpsample
 
 _KERNEL, _PADDING = 9, 4
@@ -79,7 +80,9 @@ class FSRCNN(nn.Module):
         self.deconvolution = SubPixelDeconvolution(d, scale)
         # Optional (not in the paper): add MATLAB bicubic so the network learns only the detail.
         self.upsample = MatlabBicubicUpsample(scale) if residual else None
-        self.lr_context = 2 + m + math.ceil(_PADDING / scale) + 1
+        self.contract = NetworkContract(
+            scale, channels=1, context=2 + m + math.ceil(_PADDING / scale) + 1
+        )
 
     def forward(self, low_res: torch.Tensor) -> torch.Tensor:
         detail = self.deconvolution(self.body(low_res))

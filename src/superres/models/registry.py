@@ -22,6 +22,7 @@ from torch import nn
 from superres.errors import ModelError
 from superres.models.autoencoder import Autoencoder
 from superres.models.compact import CompactSR
+from superres.models.contract import NetworkContract
 from superres.models.espcn import ESPCN
 from superres.models.fsrcnn import FSRCNN
 from superres.models.srcnn import SRCNN
@@ -34,7 +35,6 @@ class Architecture:
     name: str
     build: Callable[..., nn.Module]
     description: str
-    channels: int = 1  # 1: works on Y and enlarges chroma by bicubic; 3: RGB
     hyper: dict[str, Any] = field(default_factory=dict)
 
 
@@ -83,7 +83,6 @@ ARCHITECTURES: dict[str, Architecture] = {
             "autoencoder",
             Autoencoder,
             "Convolutional autoencoder with skip connections (second SR tutorial), RGB",
-            channels=3,
         ),
         Architecture(
             "compact",
@@ -96,7 +95,6 @@ ARCHITECTURES: dict[str, Architecture] = {
             partial(CompactSR, channels=3),
             "superres's real-world model: the compact design on RGB, 48 wide, 10 blocks, "
             "trained on the second-order real-world degradation (cleans noise and JPEG)",
-            channels=3,
             hyper={"width": 48, "blocks": 10},
         ),
     )
@@ -115,23 +113,23 @@ def resolve_name(name: str) -> str:
 
 @dataclass
 class LoadedModel:
-    """A network with what callers need to run it (scale, channels, tiling context)."""
+    """A network, its name and metadata, and the contract the engine runs it by."""
 
     name: str
-    scale: int
     network: nn.Module
-    channels: int
     metadata: dict[str, str]
 
     @property
-    def lr_context(self) -> int:
-        """Low-resolution pixels of context an output pixel depends on (tile overlap)."""
-        return int(self.network.lr_context)
+    def contract(self) -> NetworkContract:
+        return self.network.contract
 
     @property
-    def lr_multiple(self) -> int:
-        """Tiles starting on multiples of this give exactly the whole-image result."""
-        return int(getattr(self.network, "lr_multiple", 1))
+    def scale(self) -> int:
+        return self.contract.scale
+
+    @property
+    def channels(self) -> int:
+        return self.contract.channels
 
     @property
     def parameters(self) -> int:
@@ -190,7 +188,7 @@ def _build(canonical: str, scale: int, hyper: dict[str, Any]) -> LoadedModel:
         raise ModelError(f"{canonical} supports integer scales 2, 3 and 4, not {scale}")
     network = arch.build(scale=scale, **hyper)
     metadata = {"hyper": json.dumps(hyper, sort_keys=True)}
-    return LoadedModel(canonical, scale, network, arch.channels, metadata)
+    return LoadedModel(canonical, network, metadata)
 
 
 def load_weights_file(path: str | Path) -> LoadedModel:

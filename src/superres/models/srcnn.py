@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from superres.models.contract import NetworkContract
 from superres.models.layers import MatlabBicubicUpsample
 
 
@@ -49,7 +50,7 @@ class SRCNN(nn.Module):
         self.nonlinear = nn.Conv2d(n1, n2, f2, padding=f2 // 2)
         self.reconstruct = nn.Conv2d(n2, 1, f3, padding=f3 // 2 if outer_padding is None else 0)
         halo = (f1 + f2 + f3 - 3) // 2
-        self.lr_context = math.ceil(halo / scale) + 3
+        self.contract = NetworkContract(scale, channels=1, context=math.ceil(halo / scale) + 3)
 
     def mapping(self, enlarged: torch.Tensor) -> torch.Tensor:
         """The paper's network on an already enlarged Y image (``shrink`` pixels lost per side)."""
