@@ -62,11 +62,24 @@ def test_run_writes_log_checkpoint_and_described_weights(tmp_path, image_folder)
     assert model.metadata["training_data"] == image_folder.name
 
 
-def test_resume_is_bit_for_bit(tmp_path, image_folder):
-    straight = Trainer(_config(image_folder), tmp_path / "straight")
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {
+            "degradation": "realistic",
+            "val_track": "noise10-jpeg70",
+            "model": "real",
+            "hyper": {"width": 8, "blocks": 1},
+        },
+    ],
+    ids=["bicubic", "realistic"],
+)
+def test_resume_is_bit_for_bit(tmp_path, image_folder, settings):
+    straight = Trainer(_config(image_folder, **settings), tmp_path / "straight")
     straight.run()
-    Trainer(_config(image_folder), tmp_path / "resumed").run(until=3)  # an interrupted run
-    second = Trainer(_config(image_folder), tmp_path / "resumed")
+    Trainer(_config(image_folder, **settings), tmp_path / "resumed").run(until=3)  # interrupted
+    second = Trainer(_config(image_folder, **settings), tmp_path / "resumed")
     second.resume()
     assert second.step == 3
     second.run()
@@ -147,3 +160,27 @@ def test_init_starts_from_trained_weights_and_refuses_another_model(tmp_path, im
     )
     with pytest.raises(SuperresError, match="cannot start from it"):
         Trainer(other, tmp_path / "c")
+
+
+def test_realistic_batches_differ_by_step_and_repeat_by_seed(image_folder, tmp_path):
+    trainer = Trainer(_config(image_folder, degradation="realistic"), tmp_path)
+    sampler = trainer.sampler
+    state = sampler.rng.bit_generator.state
+    first = sampler.batch(2, step=5)
+    sampler.rng.bit_generator.state = state
+    again = sampler.batch(2, step=5)
+    sampler.rng.bit_generator.state = state
+    other = sampler.batch(2, step=6)
+    assert np.array_equal(first.low_res, again.low_res)
+    assert np.array_equal(first.high_res, other.high_res)  # same crops, other degradation
+    assert not np.array_equal(first.low_res, other.low_res)
+
+
+def test_unknown_degradation_names_fail_before_training(tmp_path, image_folder):
+    for settings in (
+        {"degradation": "jpeg"},
+        {"degradation": "realistic", "degradation_preset": "x"},
+        {"val_track": "x"},
+    ):
+        with pytest.raises(SuperresError):
+            Trainer(_config(image_folder, **settings), tmp_path)

@@ -6,6 +6,7 @@ Every user error ends as one line on stderr and a non-zero exit, never a traceba
 from __future__ import annotations
 
 import sys
+import zlib
 from pathlib import Path
 from typing import Annotated
 
@@ -17,9 +18,17 @@ from rich.markup import escape
 from superres import __version__
 from superres.apps.report.tables import format_number, rich_table, write_csv, write_json
 from superres.errors import ImageWriteError, SuperresError
-from superres.imageio.files import find_images, load_pixels, read_image, write_image
-from superres.quality.degrade import METHODS, degrade, modcrop
+from superres.imageio.files import (
+    find_images,
+    load_pixels,
+    output_path_for,
+    read_image,
+    write_image,
+)
+from superres.quality.degrade import METHODS, degrade, modcrop, resize
 from superres.quality.metrics import PROTOCOLS, score
+from superres.quality.realistic import PRESETS, STANDARD, degrade_realistic
+from superres.quality.realistic import preset as realistic_preset
 
 app = typer.Typer(
     name="superres",
@@ -73,6 +82,9 @@ def _expand(inputs: list[Path], batch: Batch) -> list[tuple[Path, Path]]:
     return files
 
 
+DEGRADE_METHODS = (*METHODS, "realistic")
+
+
 @app.command("degrade")
 def degrade_command(
     inputs: Inputs,
@@ -80,7 +92,12 @@ def degrade_command(
     scale: Annotated[
         float, typer.Option("--scale", "-s", help="Shrink factor, e.g. 2, 3, 1.5.")
     ] = 2.0,
-    method: Annotated[str, typer.Option(help=f"One of: {', '.join(METHODS)}.")] = "matlab-bicubic",
+    method: Annotated[
+        str,
+        typer.Option(
+            help=f"One of: {', '.join(DEGRADE_METHODS)} (realistic: blur, noise, JPEG, as photos)."
+        ),
+    ] = "matlab-bicubic",
     keep_size: Annotated[
         bool,
         typer.Option("--keep-size", help="Enlarge back to the input size (what SRCNN is fed)."),
@@ -88,23 +105,58 @@ def degrade_command(
     crop: Annotated[
         bool, typer.Option("--modcrop", help="First crop each side to a multiple of the scale.")
     ] = False,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Realistic: the same seed and file give the same bytes (default: random)."
+        ),
+    ] = None,
+    preset: Annotated[str, typer.Option(help=f"Realistic: {', '.join(PRESETS)}.")] = "standard",
+    strength: Annotated[
+        float | None,
+        typer.Option(
+            help="Realistic: scale blur and noise, 0 (almost clean) to 3 (overrides --preset)."
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="png, jpg, webp or tiff (default: as input; png is lossless)."
+        ),
+    ] = None,
 ) -> None:
     """Shrink images by a factor (and optionally enlarge them back), keeping their file names."""
-    if method not in METHODS:
-        raise SuperresError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method not in DEGRADE_METHODS:
+        raise SuperresError(
+            f"unknown method {method!r}; choose one of {', '.join(DEGRADE_METHODS)}"
+        )
+    realistic = None
+    if method == "realistic":
+        if scale != int(scale):
+            raise SuperresError(f"--method realistic needs an integer --scale, got {scale}")
+        realistic = STANDARD.scaled(strength) if strength is not None else realistic_preset(preset)
     batch = Batch()
     files = _expand(inputs, batch)
     protected = {path.resolve() for path, _ in files}
     done = 0
     for path, relative in files:
-        target = output / relative
+        target = output_path_for(output / relative, fmt)
         try:
             _check_not_input(target, protected)
             image = read_image(path)
             pixels = (
                 modcrop(image.pixels, int(scale)) if crop and scale == int(scale) else image.pixels
             )
-            result = degrade(pixels, scale, method, keep_size=keep_size)  # type: ignore[arg-type]
+            if realistic is None:
+                result = degrade(pixels, scale, method, keep_size=keep_size)  # type: ignore[arg-type]
+            else:
+                # One stream per file: a folder gets varied degradations, each reproducible.
+                file_seed = (
+                    None if seed is None else [seed, zlib.crc32(relative.as_posix().encode())]
+                )
+                result = degrade_realistic(pixels, scale, realistic, file_seed)  # type: ignore[arg-type]
+                if keep_size:
+                    result = resize(result, pixels.shape[:2], "matlab-bicubic")
             write_image(target, result, icc_profile=image.icc_profile)
             done += 1
             out.print(f"{path} -> {target} ({result.shape[1]}x{result.shape[0]})", highlight=False)

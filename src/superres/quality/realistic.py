@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -252,8 +253,10 @@ def _random_resize(
 ) -> np.ndarray:
     direction = int(rng.choice(3, p=resize.probabilities))
     factor = (
-        rng.uniform(1.0, resize.scale[1]) if direction == 0
-        else rng.uniform(resize.scale[0], 1.0) if direction == 1
+        rng.uniform(1.0, resize.scale[1])
+        if direction == 0
+        else rng.uniform(resize.scale[0], 1.0)
+        if direction == 1
         else 1.0
     )
     mode = resize.modes[int(rng.integers(len(resize.modes)))]
@@ -276,7 +279,7 @@ def _stage(
     return image
 
 
-def _generator(seed: int | np.random.Generator | None) -> np.random.Generator:
+def _generator(seed: int | Sequence[int] | np.random.Generator | None) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
@@ -291,17 +294,32 @@ def degrade_realistic(
     image: np.ndarray,
     scale: int,
     config: RealisticConfig = STANDARD,
-    seed: int | np.random.Generator | None = None,
+    seed: int | Sequence[int] | np.random.Generator | None = None,
 ) -> np.ndarray:
-    """A high-resolution image (H, W[, 3]) -> its (H//scale, W//scale) real-world-looking
+    """A high-resolution image (H, W[, C]) -> its (H//scale, W//scale) real-world-looking
     low-resolution version, 8-bit (JPEG is the last or second-last step, so 8 bits is what
     such a photo has). The same ``seed`` and input give the same bytes; ``None`` is random.
+    An alpha channel (grey+alpha, RGBA) is only shrunk, by MATLAB bicubic: transparency is
+    not what a camera degrades.
     """
-    check_scale(scale)
+    if isinstance(scale, bool) or int(scale) != scale:
+        raise SuperresError(f"the realistic degradation needs an integer scale, got {scale}")
+    scale = int(check_scale(scale))
     rng = _generator(seed)
-    pixels, _ = _as_float(image)
     height, width = image.shape[:2]
     target = (max(1, height // scale), max(1, width // scale))
+    if image.ndim == 3 and image.shape[2] in (2, 4):
+        colour = degrade_realistic(
+            image[..., :-1].squeeze(axis=2) if image.shape[2] == 2 else image[..., :3],
+            scale,
+            config,
+            rng,
+        )
+        alpha = imresize_matlab(image[..., -1].astype(np.float64), size=target)
+        alpha = np.clip(np.round(alpha * 255.0 / np.iinfo(image.dtype).max), 0, 255)
+        colour = colour if colour.ndim == 3 else colour[..., None]
+        return np.concatenate([colour, alpha.astype(np.uint8)[..., None]], axis=2)
+    pixels, _ = _as_float(image)
     pixels = _stage(pixels, config.first, (height, width), rng)
     pixels = _stage(pixels, config.second, target, rng, jpeg_now=False)
     # Stage 2 ends in one of two orders: resize + sinc then JPEG, or JPEG then resize + sinc.

@@ -125,8 +125,9 @@ class PatchSampler:
             self._swap_one()
         patches = [self._patch() for _ in range(size)]
         if self.degradation is None:
-            low = np.stack([imresize_matlab(p.astype(np.float64), scale=1.0 / self.scale)
-                            for p in patches])
+            low = np.stack(
+                [imresize_matlab(p.astype(np.float64), scale=1.0 / self.scale) for p in patches]
+            )
             low = np.clip(np.round(low), 0, 255)
         else:
             rng = np.random.default_rng([self.seed, step])
