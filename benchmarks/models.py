@@ -17,8 +17,6 @@ cv2.dnn_superres is absent.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from timing import median_seconds
 
 from superres.apps.report.tables import markdown_table, write_json, write_text_atomic
 from superres.engine.evaluation import bicubic_enlarger, evaluate, load_references
@@ -69,13 +68,8 @@ def opencv_peer(file_stem: str, scale: int) -> Enlarger | None:
 
 
 def megapixels_per_second(enlarge: Enlarger, low: np.ndarray, scale: int, repeats: int) -> float:
-    enlarge(low)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        enlarge(low)
-        times.append(time.perf_counter() - start)
-    return low.shape[0] * low.shape[1] * scale * scale / 1e6 / statistics.median(times)
+    seconds = median_seconds(lambda: enlarge(low), repeats)
+    return low.shape[0] * low.shape[1] * scale * scale / 1e6 / seconds
 
 
 @dataclass

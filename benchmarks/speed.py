@@ -50,7 +50,6 @@ from superres.engine.runtime import (
     read_runtime_table,
     runtime_key,
     runtime_table_path,
-    weights_digest,
 )
 from superres.imageio.color import rgb_to_ycbcr, ycbcr_to_rgb
 from superres.models import LoadedModel, resolve_name
@@ -255,7 +254,7 @@ def measure_model(
         "bf16_psnr_cost_db": cost_db,
         "output_megapixels_per_second": chosen["output_megapixels_per_second"],
         "speedup_over_eager": chosen["speedup_over_eager"],
-        "weights_sha256": weights_digest(model),
+        "weights_sha256": model.weights_digest(),
     }
     return rows, cost, entry
 

@@ -8,6 +8,7 @@ from superres.errors import ModelError
 from superres.models import ARCHITECTURES, create_model, load_model, load_weights_file, save_weights
 from superres.models.fsrcnn import SubPixelDeconvolution
 from superres.models.layers import MatlabBicubicUpsample
+from superres.models.registry import pair_for_denoise
 from superres.quality.degrade import imresize_matlab
 
 
@@ -148,3 +149,39 @@ def test_a_file_keeps_the_variant_it_was_saved_as(tmp_path):
         loaded = load_weights_file(tmp_path / f"{name}.safetensors")
         assert loaded.network.upsample is None
         assert json.loads(create_model(name, 2).metadata["hyper"]) == {"residual": True}
+
+
+def _paired(tmp_path):
+    """A tiny real model whose two weight sets differ, saved and loaded back as one file."""
+    clean = create_model("real", 2, width=8, blocks=1)
+    keep = create_model("real", 2, width=8, blocks=1)
+    with torch.no_grad():
+        for a, b in zip(clean.network.parameters(), keep.network.parameters(), strict=True):
+            a.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))
+            b.normal_(0, 0.1, generator=torch.Generator().manual_seed(2))
+    save_weights(tmp_path / "pair.safetensors", pair_for_denoise(clean, keep))
+    return clean, keep, load_weights_file(tmp_path / "pair.safetensors")
+
+
+def test_denoise_blends_the_two_weight_sets_smoothly(tmp_path):
+    clean, keep, paired = _paired(tmp_path)
+    image = torch.rand(1, 3, 9, 9, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ends = [m.network(image) for m in (keep, clean)]
+        outs = [paired.with_denoise(s).network(image) for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    torch.testing.assert_close(outs[0], ends[0])
+    torch.testing.assert_close(outs[-1], ends[1])
+    distances = [float((out - ends[0]).abs().mean()) for out in outs]
+    assert distances == sorted(distances) and distances[0] < distances[-1]  # monotonic
+    assert paired.with_denoise(0.5).weights_digest() == paired.weights_digest()
+
+
+def test_denoise_is_refused_without_a_control_or_out_of_range(tmp_path):
+    with pytest.raises(ModelError, match="no denoise control"):
+        create_model("compact", 2).with_denoise(0.5)
+    _, _, paired = _paired(tmp_path)
+    for strength in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ModelError, match="between 0 and 1"):
+            paired.with_denoise(strength)
+    with pytest.raises(ModelError, match="not the same network"):
+        pair_for_denoise(create_model("real", 2), create_model("real", 4))

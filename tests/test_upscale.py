@@ -677,3 +677,10 @@ def test_api_outscale_and_bad_arguments(photo: np.ndarray) -> None:
         superres.upscale(photo.tolist(), model="default", scale=SCALE)
     with pytest.raises(SuperresError, match="unknown model"):
         superres.upscale(photo, model="nope", scale=SCALE)
+
+
+def test_denoise_on_a_model_without_the_control_is_one_clear_error(tmp_path, photo):
+    write_image(tmp_path / "photo.png", photo)
+    result = upscale_cli(tmp_path / "photo.png", "-o", tmp_path / "out", "--denoise", "0.5")
+    assert result.exit_code != 0 and "no denoise control" in str(result.exception)
+    assert not (tmp_path / "out").exists()

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image, PngImagePlugin
 
@@ -22,6 +23,7 @@ from superres.apps.web.server import STATIC, WorkPool, create_app
 from superres.engine.inference import Upscaler
 from superres.errors import SuperresError
 from superres.models import create_model, save_weights
+from superres.models.registry import pair_for_denoise
 
 SCALES = (2, 4)
 UPSCALERS = {scale: Upscaler(create_model("compact", scale, width=8, blocks=1)) for scale in SCALES}
@@ -372,3 +374,35 @@ def test_default_wiring_reads_weights_and_their_metadata(tmp_path, monkeypatch, 
         np.testing.assert_array_equal(np.asarray(decoded(response)), Upscaler(model).upscale(photo))
     finally:
         get_upscaler.cache_clear()
+
+
+def test_denoise_reaches_models_that_have_it_and_is_refused_elsewhere(photo) -> None:
+    clean = create_model("real", 2, width=8, blocks=1)
+    keep = create_model("real", 2, width=8, blocks=1)
+    with torch.no_grad():
+        for parameter in keep.network.parameters():
+            parameter.add_(0.05)
+    paired = pair_for_denoise(clean, keep)
+    asked: list[float | None] = []
+
+    def factory(name: str, scale: int, denoise: float | None = None) -> Upscaler:
+        asked.append(denoise)
+        if name == "real":
+            return Upscaler(paired, tile=None, denoise=denoise)
+        return tiny_factory(name, scale)
+
+    def lister() -> list[dict]:
+        entry = {"name": "real", "scale": 2, "parameters": paired.parameters, "denoise": True}
+        return [*tiny_lister(), entry]
+
+    app = create_app(upscaler_factory=factory, model_lister=lister)
+    with TestClient(app) as client:
+        listed = {(m["name"], m["scale"]): m for m in client.get("/api/models").json()}
+        assert listed["real", 2]["denoise"] and not listed["compact", 2]["denoise"]
+        upload = png_bytes(photo)
+        results = [post(client, upload, model="real", scale=2, denoise=s) for s in (0, 1)]
+        assert [r.status_code for r in results] == [200, 200] and asked == [0.0, 1.0]
+        assert results[0].content != results[1].content
+        refused = post(client, upload, model="compact", scale=2, denoise=0.5)
+        assert refused.status_code == 422 and "no denoise control" in refused.json()["detail"]
+        assert post(client, upload, model="real", scale=2, denoise=2).status_code == 422

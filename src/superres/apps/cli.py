@@ -27,7 +27,7 @@ from superres.imageio.files import (
 )
 from superres.quality.degrade import METHODS, degrade, modcrop, resize
 from superres.quality.metrics import PROTOCOLS, score
-from superres.quality.realistic import PRESETS, STANDARD, degrade_realistic
+from superres.quality.realistic import PRESETS, STANDARD, TRACKS, degrade_realistic
 from superres.quality.realistic import preset as realistic_preset
 
 app = typer.Typer(
@@ -347,6 +347,13 @@ def benchmark_command(
     precision: Annotated[
         str, typer.Option(help="fp32, or bf16 on CPUs with native bf16 (fixed, not auto).")
     ] = "fp32",
+    tracks: Annotated[
+        str,
+        typer.Option(
+            "--track",
+            help=f"Comma-separated input degradations: {', '.join(TRACKS)} (clean: the papers').",
+        ),
+    ] = "clean",
 ) -> None:
     """Standard-protocol PSNR/SSIM per dataset and scale, beside the published figures."""
     from superres.apps.report.tables import benchmark_markdown, benchmark_rows, write_text_atomic
@@ -359,7 +366,9 @@ def benchmark_command(
         scale_list = [int(s) for s in _split_list(scales)]
     except ValueError as error:
         raise SuperresError(f"--scales takes whole numbers like 2,3,4: {error}") from error
-    results = benchmark(_split_list(models), scale_list, datasets, backend, precision)
+    results = benchmark(
+        _split_list(models), scale_list, datasets, backend, precision, _split_list(tracks)
+    )
     rows = benchmark_rows(results, PUBLISHED)
     table = benchmark_markdown(rows)
     sys.stdout.write(table)  # plain text: Markdown must not be re-wrapped to the terminal
@@ -455,6 +464,12 @@ def upscale_command(
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
     backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
+    denoise: Annotated[
+        float | None,
+        typer.Option(
+            help="real only: 0 keeps the photo's texture and noise, 1 (default) cleans them."
+        ),
+    ] = None,
 ) -> None:
     """Enlarge images with a model; existing outputs are skipped, so a stopped batch resumes."""
     from rich.progress import (
@@ -482,6 +497,7 @@ def upscale_command(
         threads=threads,
         precision=precision,
         backend=backend,
+        denoise=denoise,
     )
     chosen = upscaler.runtime.describe()
     out.print(f"{upscaler.model.name} x{upscaler.scale}: {chosen}", highlight=False)
@@ -661,6 +677,23 @@ def plot_training_command(
     from superres.apps.report.figures import save_figure, training_curves_figure
 
     out.print(f"curves: {save_figure(training_curves_figure(runs), output)}", highlight=False)
+
+
+@app.command("pair-denoise")
+def pair_denoise_command(
+    clean: Annotated[Path, typer.Argument(help="Weights trained to clean (denoise 1).")],
+    keep: Annotated[Path, typer.Argument(help="Weights trained to keep texture (denoise 0).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the pair.")],
+) -> None:
+    """Join two trainings of one network into one file that takes `upscale --denoise S`."""
+    from superres.models import load_weights_file, save_weights
+    from superres.models.registry import pair_for_denoise
+
+    if output.resolve() in (clean.resolve(), keep.resolve()):
+        raise ImageWriteError(f"{output}: refusing to overwrite an input file")
+    paired = pair_for_denoise(load_weights_file(clean), load_weights_file(keep))
+    save_weights(output, paired)
+    out.print(f"{output}: {paired.name} x{paired.scale}, denoise 0-1", highlight=False)
 
 
 @app.command("export")

@@ -18,7 +18,7 @@ from superres.imageio.files import find_images, load_pixels
 from superres.models import resolve_name
 from superres.quality.degrade import downscale, modcrop, resize
 from superres.quality.metrics import Protocol, Scores, score
-from superres.quality.realistic import TRACKS
+from superres.quality.realistic import TRACKS, track
 
 Enlarger = Callable[[np.ndarray], np.ndarray]
 
@@ -35,6 +35,7 @@ class EvaluationResult:
     dataset: str
     scale: int
     images: list[ImageScore]
+    degradation: str = "clean"  # the track (or resize method) the LR inputs were made with
 
     @property
     def psnr(self) -> float:
@@ -67,7 +68,7 @@ def enlarger_for(
 
 
 def low_resolution_pair(
-    reference: np.ndarray, scale: int, degradation: str = "matlab-bicubic", key: str = ""
+    reference: np.ndarray, scale: int, degradation: str = "clean", key: str = ""
 ) -> tuple[np.ndarray, np.ndarray]:
     """(cropped reference, its LR image): the reference cropped to a multiple of ``scale``.
 
@@ -87,7 +88,7 @@ def evaluate(
     method: str = "model",
     dataset: str = "",
     protocol: Protocol = "standard",
-    degradation: str = "matlab-bicubic",
+    degradation: str = "clean",
 ) -> EvaluationResult:
     """Score ``enlarge`` on every reference; the border shaved is ``scale`` (standard protocol)."""
     results = []
@@ -95,7 +96,7 @@ def evaluate(
         high, low = low_resolution_pair(reference, scale, degradation, name)
         border = scale if protocol == "standard" else 0
         results.append(ImageScore(name, score(high, enlarge(low), protocol, border)))
-    return EvaluationResult(method, dataset, scale, results)
+    return EvaluationResult(method, dataset, scale, results, degradation)
 
 
 def load_references(folder: Path) -> list[tuple[str, np.ndarray]]:
@@ -134,15 +135,28 @@ def benchmark(
     datasets: Sequence[Path],
     backend: str = "pytorch",
     precision: str = "fp32",
+    tracks: Sequence[str] = ("clean",),
 ) -> list[EvaluationResult]:
-    """Every method at every scale on every dataset (standard protocol)."""
+    """Every method at every scale on every dataset and input track (standard protocol)."""
+    for name in tracks:
+        track(name)  # unknown names fail before any work
     loaded = [(folder.name, load_references(folder)) for folder in datasets]
     results = []
     for method in methods:
         for scale in scales:
             enlarge = enlarger_for(canonical_method(method), scale, backend, precision)
             for name, references in loaded:
-                results.append(evaluate(enlarge, references, scale, canonical_method(method), name))
+                for degradation in tracks:
+                    results.append(
+                        evaluate(
+                            enlarge,
+                            references,
+                            scale,
+                            canonical_method(method),
+                            name,
+                            degradation=degradation,
+                        )
+                    )
     return results
 
 

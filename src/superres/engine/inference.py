@@ -69,15 +69,20 @@ class Upscaler:
         threads: int | None = None,
         precision: str = AUTO,
         backend: str = AUTO,
+        denoise: float | None = None,
     ) -> None:
         """``auto`` precision, backend and tile are the measured defaults for these weights
-        (see :mod:`superres.engine.runtime`); what was chosen is in ``.runtime``.
+        (see :mod:`superres.engine.runtime`); what was chosen is in ``.runtime``. ``denoise``
+        (0: keep the input's texture and noise, 1: clean it fully) needs a model with that
+        control, such as ``real``; None is the model as trained (1 for ``real``).
         """
         if threads is not None:
             if threads < 1:
                 raise SuperresError(f"threads must be at least 1, got {threads}")
             torch.set_num_threads(threads)
         self.model = model if isinstance(model, LoadedModel) else load_model(model, scale)
+        if denoise is not None:
+            self.model = self.model.with_denoise(denoise)
         self.scale = self.model.scale
         self.device = resolve_device(device)
         self.runtime = resolve_runtime(self.model, self.device, precision, backend, tile)

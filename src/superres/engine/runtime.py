@@ -10,7 +10,6 @@ a missing table all fall back to fp32 on PyTorch with ``DEFAULT_TILE``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 from dataclasses import dataclass
@@ -85,15 +84,6 @@ def runtime_key(model: LoadedModel) -> str:
     return f"{model.name}-x{model.scale}"
 
 
-def weights_digest(model: LoadedModel) -> str:
-    """SHA-256 of the network's tensors: what a runtime.json entry was measured on."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.network.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().float().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def runtime_table_path() -> Path:
     return weights_dir() / RUNTIME_TABLE
 
@@ -115,7 +105,7 @@ def read_runtime_table() -> dict[str, dict[str, Any]]:
 def measured_defaults(model: LoadedModel) -> dict[str, Any] | None:
     """The table's entry for these exact weights, if they were measured."""
     entry = read_runtime_table().get(runtime_key(model))
-    if entry is None or entry.get("weights_sha256") != weights_digest(model):
+    if entry is None or entry.get("weights_sha256") != model.weights_digest():
         return None
     return entry
 

@@ -6,6 +6,8 @@ are, so a file is self-describing and :func:`load_model` needs no side table.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -15,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -118,6 +121,10 @@ class LoadedModel:
     name: str
     network: nn.Module
     metadata: dict[str, str]
+    # The "keep the input's texture" end of a denoise control (same network, trained without
+    # noise or JPEG); the loaded weights are the "clean fully" end. None: no such control.
+    keep_texture: dict[str, torch.Tensor] | None = None
+    digest: str | None = None  # SHA-256 of the file's weights, once computed (runtime table key)
 
     @property
     def contract(self) -> NetworkContract:
@@ -134,6 +141,38 @@ class LoadedModel:
     @property
     def parameters(self) -> int:
         return sum(p.numel() for p in self.network.parameters())
+
+    def weights_digest(self) -> str:
+        """SHA-256 of the network's tensors: what a runtime.json entry was measured on.
+        Computed once; a denoise blend keeps its file's digest (same network, same speed)."""
+        if self.digest is None:
+            digest = hashlib.sha256()
+            for name, tensor in sorted(self.network.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().float().contiguous().numpy().tobytes())
+            self.digest = digest.hexdigest()
+        return self.digest
+
+    def with_denoise(self, strength: float) -> LoadedModel:
+        """The same model with weights ``strength * clean + (1 - strength) * keep_texture``:
+        Real-ESRGAN's control, smooth because both ends come from one training run (the
+        keep-texture end is fine-tuned from the clean one, so they share a basin)."""
+        if self.keep_texture is None:
+            raise ModelError(
+                f"{self.name} x{self.scale} has no denoise control (only models trained with "
+                "a keep-texture weight set do, such as real)"
+            )
+        if isinstance(strength, bool) or not 0.0 <= float(strength) <= 1.0:
+            raise ModelError(f"denoise strength must be between 0 and 1, got {strength}")
+        network = copy.deepcopy(self.network)
+        clean = self.network.state_dict()
+        network.load_state_dict(
+            {k: strength * v + (1.0 - strength) * self.keep_texture[k] for k, v in clean.items()}
+        )
+        metadata = {**self.metadata, "denoise": f"{strength:g}"}
+        return LoadedModel(
+            self.name, network.eval(), metadata, self.keep_texture, self.weights_digest()
+        )
 
 
 def weights_dir() -> Path:
@@ -158,12 +197,25 @@ def shipped_scales(name: str) -> list[int]:
     return sorted(int(p.stem.rsplit("-x", 1)[1]) for p in paths)
 
 
+KEEP_TEXTURE_PREFIX = "keep_texture."
+
+
 def save_weights(path: Path, loaded: LoadedModel) -> None:
-    """Write weights with self-describing metadata (all values must be strings)."""
+    """Write weights with self-describing metadata (all values must be strings); a
+    keep-texture set is stored beside them under :data:`KEEP_TEXTURE_PREFIX`."""
     metadata = {**loaded.metadata, "architecture": loaded.name, "scale": str(loaded.scale)}
     state = {k: v.detach().contiguous() for k, v in loaded.network.state_dict().items()}
+    if loaded.keep_texture is not None:
+        state.update(
+            {
+                KEEP_TEXTURE_PREFIX + k: v.detach().contiguous()
+                for k, v in loaded.keep_texture.items()
+            }
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata=metadata)
+    temporary = path.with_name(f".{path.name}.part")
+    save_file(state, str(temporary), metadata=metadata)
+    os.replace(temporary, path)  # a reader never sees half a file
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -208,11 +260,36 @@ def load_weights_file(path: str | Path) -> LoadedModel:
     loaded = _build(resolve_name(name), scale, hyper)
     loaded.metadata = metadata
     try:
-        loaded.network.load_state_dict(load_file(str(path)))
+        tensors = load_file(str(path))
+        keep = {
+            k.removeprefix(KEEP_TEXTURE_PREFIX): v
+            for k, v in tensors.items()
+            if k.startswith(KEEP_TEXTURE_PREFIX)
+        }
+        loaded.network.load_state_dict(
+            {k: v for k, v in tensors.items() if not k.startswith(KEEP_TEXTURE_PREFIX)}
+        )
+        if keep and keep.keys() != loaded.network.state_dict().keys():
+            raise ModelError(f"{path}: its keep-texture weights do not fit {name}")
+        loaded.keep_texture = keep or None
     except (RuntimeError, SafetensorError) as error:
         raise ModelError(f"{path}: weights do not fit {name}: {error}") from error
     loaded.network.eval()
     return loaded
+
+
+def pair_for_denoise(clean: LoadedModel, keep_texture: LoadedModel) -> LoadedModel:
+    """One model whose ``with_denoise`` blends ``clean`` (strength 1) and ``keep_texture``
+    (strength 0); both must be the same architecture, scale and hyper-parameters."""
+    describe = [(m.name, m.scale, m.metadata.get("hyper")) for m in (clean, keep_texture)]
+    if describe[0] != describe[1]:
+        raise ModelError(f"cannot pair {describe[0]} with {describe[1]}: not the same network")
+    state = {k: v.detach().clone() for k, v in keep_texture.network.state_dict().items()}
+    metadata = {
+        **clean.metadata,
+        "keep_texture_training": keep_texture.metadata.get("training", ""),
+    }
+    return LoadedModel(clean.name, clean.network, metadata, state)
 
 
 def load_model(name: str, scale: int = 3, pretrained: bool = True) -> LoadedModel:

@@ -96,8 +96,9 @@ class RealisticConfig:
     final_sinc_probability: float = 0.8
 
     def scaled(self, strength: float) -> RealisticConfig:
-        """The same model with blur widths and noise levels times ``strength`` and JPEG
-        qualities moved proportionally away from 95 (0: almost clean; 1: the paper's)."""
+        """The same model with blur widths and noise levels times ``strength``, random resizes
+        and JPEG qualities moved proportionally away from 1 and 95 (0: almost clean; 1: the
+        paper's)."""
         if not 0.0 <= strength <= 3.0 or not math.isfinite(strength):
             raise SuperresError(f"degradation strength must be in [0, 3], got {strength}")
 
@@ -115,6 +116,13 @@ class RealisticConfig:
                 jpeg_quality=(
                     max(10, round(95 - (95 - low_q) * strength)),
                     max(10, round(95 - (95 - high_q) * strength)),
+                ),
+                resize=replace(
+                    s.resize,
+                    scale=(
+                        max(0.05, 1.0 - (1.0 - s.resize.scale[0]) * strength),
+                        1.0 + (s.resize.scale[1] - 1.0) * strength,
+                    ),
                 ),
             )
 

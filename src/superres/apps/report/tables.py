@@ -73,13 +73,16 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str
 
 
 def benchmark_rows(results: Sequence[Any], published: dict) -> list[dict[str, Any]]:
-    """One flat row per (method, dataset, scale), with the published figures beside ours."""
+    """One flat row per (method, input track, dataset, scale), with the published figures
+    beside ours (papers publish the clean track only)."""
     rows = []
     for result in results:
-        paper = published.get((result.method, result.dataset, result.scale), (None, None))
+        key = (result.method, result.dataset, result.scale)
+        paper = published.get(key, (None, None)) if result.degradation == "clean" else (None, None)
         rows.append(
             {
                 "method": result.method,
+                "input": result.degradation,
                 "dataset": result.dataset,
                 "scale": result.scale,
                 "psnr": round(result.psnr, 4),
@@ -92,15 +95,16 @@ def benchmark_rows(results: Sequence[Any], published: dict) -> list[dict[str, An
 
 
 def benchmark_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """Methods x scales down, datasets across: "ours PSNR/SSIM (published)"."""
+    """Methods x inputs x scales down, datasets across: "ours PSNR/SSIM (published)"."""
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    keys = list(dict.fromkeys((r["method"], r["scale"]) for r in rows))
-    cell = {(r["method"], r["scale"], r["dataset"]): r for r in rows}
+    keys = list(dict.fromkeys((r["method"], r["input"], r["scale"]) for r in rows))
+    with_inputs = any(r["input"] != "clean" for r in rows)
+    cell = {(r["method"], r["input"], r["scale"], r["dataset"]): r for r in rows}
     lines = []
-    for method, scale in keys:
-        line = [method, f"x{scale}"]
+    for method, source, scale in keys:
+        line = [method, *([source] if with_inputs else []), f"x{scale}"]
         for dataset in datasets:
-            r = cell.get((method, scale, dataset))
+            r = cell.get((method, source, scale, dataset))
             if r is None:
                 line += ["-", "-"]
                 continue
@@ -110,7 +114,7 @@ def benchmark_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 paper += f" / {r['published_ssim']:.4f}"
             line += [ours, paper]
         lines.append(line)
-    columns = ["method", "scale"]
+    columns = ["method", *(["input"] if with_inputs else []), "scale"]
     for dataset in datasets:
         columns += [f"{dataset} PSNR / SSIM", f"{dataset} published"]
     return markdown_table(columns, lines)

@@ -39,7 +39,8 @@ from superres.errors import ImageTooLargeError, NotAnImageError, SuperresError
 from superres.imageio.files import encode_image, read_image_bytes
 from superres.models.registry import ALIASES, shipped_models
 
-UpscalerFactory = Callable[[str, int], Upscaler]
+# (name, scale) -> Upscaler; called with ``denoise=`` too when a request sets it.
+UpscalerFactory = Callable[..., Upscaler]
 ModelLister = Callable[[], list[dict[str, Any]]]
 T = TypeVar("T")
 
@@ -71,6 +72,7 @@ class ModelInfo(BaseModel):
         None, description="Validation PSNR (standard protocol) from the weights' metadata."
     )
     val_dataset: str | None = Field(None, description="What val_psnr_db was measured on.")
+    denoise: bool = Field(False, description="Whether the model takes a denoise strength.")
     speed_mpx_per_s: float | None = Field(
         None,
         description="Input megapixels per second of work (decode, enlarge, encode), measured "
@@ -94,6 +96,13 @@ class UpscaleForm(BaseModel):
         None, gt=0, le=16, description="Final size factor: the result is resampled to it."
     )
     format: Literal["png", "jpg", "webp"] = Field("png", description="Encoding of the result.")
+    denoise: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Models with a denoise control (see /api/models): 0 keeps the input's "
+        "texture and noise, 1 (their default) cleans them.",
+    )
 
 
 class ErrorDetail(BaseModel):
@@ -196,6 +205,9 @@ class Catalogue:
         if scale not in scales:
             offered = ", ".join(f"x{s}" for s in scales)
             raise HTTPException(422, f"{name} has no x{scale} weights; scales: {offered}")
+        entry = next(e for e in matching if e.scale == scale)
+        if form.denoise is not None and not entry.denoise:
+            raise HTTPException(422, f"{name} x{scale} has no denoise control")
         return name, scale
 
     def record(self, name: str, scale: int, pixels: int, seconds: float) -> None:
@@ -221,6 +233,7 @@ def shipped_catalogue() -> list[dict[str, Any]]:
             "parameters": model.parameters,
             "val_psnr_db": model.metadata.get("val_psnr") or None,
             "val_dataset": model.metadata.get("validation_data") or None,
+            "denoise": model.model.keep_texture is not None,
         }
         for model in shipped_models()
     ]
@@ -253,7 +266,8 @@ def _upscale_upload(
             f"{name}: enlarging {width}x{height} by {factor:g} makes {big_w}x{big_h} = "
             f"{big_w * big_h:,} pixels, over the limit of {max_output_pixels:,}"
         )
-    upscaler = upscaler_for(model, scale)
+    options = {} if form.denoise is None else {"denoise": form.denoise}
+    upscaler = upscaler_for(model, scale, **options)
     pixels = upscaler.upscale(image.pixels, form.outscale)
     body = encode_image(pixels, form.format, icc_profile=image.icc_profile, exif=image.exif)
     runtime = upscaler.runtime.describe()

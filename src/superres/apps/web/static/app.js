@@ -83,6 +83,7 @@ function describeModel() {
     facts.push(`${entry.speed_mpx_per_s.toFixed(2)} megapixels/s measured here`);
   }
   $("model-info").textContent = `${entry.name} ×${entry.scale}: ${facts.join(" · ")}`;
+  $("denoise-control").hidden = !entry.denoise;
 }
 
 // ------------------------------------------------------------------------------- the input
@@ -113,7 +114,7 @@ function setFile(file) {
 // ---------------------------------------------------------------------------------- upscale
 
 function setBusy(busy) {
-  for (const id of ["run", "sample", "model", "scale", "format"]) $(id).disabled = busy;
+  for (const id of ["run", "sample", "model", "scale", "format", "denoise"]) $(id).disabled = busy;
   if (!busy) $("run").disabled = !state.file || !state.models.length;
   $("progress").hidden = !busy;
 }
@@ -136,6 +137,7 @@ function upscale() {
   form.append("model", $("model").value);
   form.append("scale", $("scale").value);
   form.append("format", $("format").value);
+  if (!$("denoise-control").hidden) form.append("denoise", $("denoise").value);
 
   const request = new XMLHttpRequest();
   request.open("POST", "/api/upscale");
@@ -225,6 +227,9 @@ function wire() {
   });
   $("model").addEventListener("change", fillScales);
   $("scale").addEventListener("change", describeModel);
+  $("denoise").addEventListener("input", () => {
+    $("denoise-value").textContent = Number($("denoise").value).toFixed(2);
+  });
   $("run").addEventListener("click", upscale);
   $("sample").addEventListener("click", trySample);
   $("slider").addEventListener("input", () => {
