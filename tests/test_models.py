@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from superres.api import upscale
 from superres.errors import ModelError
 from superres.models import ARCHITECTURES, create_model, load_model, load_weights_file, save_weights
 from superres.models.fsrcnn import SubPixelDeconvolution
 from superres.models.layers import MatlabBicubicUpsample
-from superres.models.registry import pair_for_denoise
+from superres.models.registry import pair_for_denoise, shipped_scales
 from superres.quality.degrade import imresize_matlab
 
 
@@ -185,3 +186,19 @@ def test_denoise_is_refused_without_a_control_or_out_of_range(tmp_path):
             paired.with_denoise(strength)
     with pytest.raises(ModelError, match="not the same network"):
         pair_for_denoise(create_model("real", 2), create_model("real", 4))
+
+
+TINY_SHAPES = [(1, 1), (1, 1, 3), (1, 6, 3), (6, 1), (2, 2, 3), (3, 7, 4), (1, 3, 2)]
+
+
+@pytest.mark.parametrize(
+    "name,scale",
+    [(name, scale) for name in sorted(ARCHITECTURES) for scale in shipped_scales(name)],
+)
+def test_every_shipped_model_enlarges_images_from_one_pixel_up(name, scale):
+    """Any image at least 1x1 is valid: each comes out exactly scale times larger, and a flat
+    image stays flat (MATLAB's symmetric padding of a 1-pixel side is the pixel itself)."""
+    for shape in TINY_SHAPES:
+        pixels = np.full(shape, 120, np.uint8)
+        out = upscale(pixels, model=name, scale=scale, tile=None)
+        assert out.shape == (shape[0] * scale, shape[1] * scale, *shape[2:]), shape

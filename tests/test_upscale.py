@@ -26,10 +26,11 @@ from typer.testing import CliRunner, Result
 
 import superres
 import superres.apps.cli
+import superres.engine.batch
 from superres.api import get_upscaler
 from superres.engine.inference import Upscaler
 from superres.errors import SuperresError
-from superres.imageio.files import read_image, write_image
+from superres.imageio.files import load_pixels, read_image, write_image
 from superres.models import create_model, save_weights
 from superres.quality.degrade import imresize_matlab
 
@@ -684,3 +685,33 @@ def test_denoise_on_a_model_without_the_control_is_one_clear_error(tmp_path, pho
     result = upscale_cli(tmp_path / "photo.png", "-o", tmp_path / "out", "--denoise", "0.5")
     assert result.exit_code != 0 and "no denoise control" in str(result.exception)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_with_a_one_pixel_image_is_fully_processed(tmp_path, photo):
+    write_image(tmp_path / "in" / "dot.png", np.full((1, 1, 3), 9, np.uint8))
+    write_image(tmp_path / "in" / "photo.png", photo)
+    result = upscale_cli(tmp_path / "in", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert load_pixels(tmp_path / "out" / "dot.png").shape == (SCALE, SCALE, 3)
+    assert (tmp_path / "out" / "photo.png").is_file()
+
+
+def test_an_unexpected_error_in_one_file_is_one_line_and_the_batch_goes_on(
+    tmp_path, photo, monkeypatch
+):
+    for name in ("a.png", "b.png", "c.png"):
+        write_image(tmp_path / "in" / name, photo)
+    real_upscale_file = superres.engine.batch.upscale_file
+
+    def flaky(upscaler, job, *args, **kwargs):
+        if job.source.name == "b.png":
+            raise RuntimeError("boom")
+        return real_upscale_file(upscaler, job, *args, **kwargs)
+
+    monkeypatch.setattr(superres.apps.cli, "debug", {"enabled": False})
+    monkeypatch.setattr(superres.engine.batch, "upscale_file", flaky)
+    result = upscale_cli(tmp_path / "in", "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+    assert "b.png: unexpected RuntimeError: boom (run `superres --debug" in result.output
+    assert "Traceback" not in result.output

@@ -5,6 +5,7 @@ Every user error ends as one line on stderr and a non-zero exit, never a traceba
 
 from __future__ import annotations
 
+import os
 import sys
 import zlib
 from pathlib import Path
@@ -53,15 +54,33 @@ def fail(message: str) -> None:
     err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+# `superres --debug ...` (or SUPERRES_DEBUG=1): unexpected errors show their traceback.
+debug = {"enabled": bool(os.environ.get("SUPERRES_DEBUG"))}
+
+
+def describe_unexpected(error: BaseException) -> str:
+    """One line for an error superres did not foresee (a bug or an exotic file)."""
+    hint = "" if debug["enabled"] else " (run `superres --debug ...` for the traceback)"
+    return f"unexpected {type(error).__name__}: {error}{hint}"
+
+
 class Batch:
-    """Counts per-file failures so a batch reports each bad file once and exits non-zero."""
+    """Counts per-file failures so a batch reports each bad file once and exits non-zero.
+
+    Any exception from one file, foreseen or not, is that file's failure: the batch goes on.
+    """
 
     def __init__(self) -> None:
         self.failures = 0
 
-    def report(self, error: SuperresError) -> None:
+    def report(self, error: Exception, item: Path | None = None) -> None:
         self.failures += 1
-        fail(str(error))
+        if isinstance(error, SuperresError):
+            fail(str(error))
+            return
+        if debug["enabled"]:
+            err.print_exception()
+        fail(f"{item}: {describe_unexpected(error)}" if item else describe_unexpected(error))
 
     def finish(self, done: int, summary: str | None = None) -> None:
         """Exit 1 after a one-line summary if any file failed."""
@@ -160,8 +179,8 @@ def degrade_command(
             write_image(target, result, icc_profile=image.icc_profile)
             done += 1
             out.print(f"{path} -> {target} ({result.shape[1]}x{result.shape[0]})", highlight=False)
-        except SuperresError as error:
-            batch.report(error)
+        except Exception as error:
+            batch.report(error, path)
     batch.finish(done)
 
 
@@ -215,8 +234,8 @@ def compare_command(
             ref = _crop_to(load_pixels(ref_path), test.shape, scale)
             result = score(ref, test, protocol, border)  # type: ignore[arg-type]
             rows.append({"image": str(test_path), **result.as_dict()})
-        except SuperresError as error:
-            batch.report(error)
+        except Exception as error:
+            batch.report(error, test_path)
     if rows:
         means = {k: sum(r[k] for r in rows) / len(rows) for k in ("psnr", "mse", "ssim")}
         table_rows = [
@@ -417,8 +436,8 @@ def tutorial_deploy_command(
     for path, relative in _expand(references, batch):
         try:
             result = tutorial_deploy(model, read_image(path).pixels)
-        except SuperresError as error:
-            batch.report(error)
+        except Exception as error:
+            batch.report(error, path)
             continue
         if output:
             write_image(output / "degraded" / relative, result.degraded)
@@ -535,8 +554,8 @@ def upscale_command(
                 )
                 written += 1
                 out.print(f"{job.source} -> {job.target} ({size[0]}x{size[1]})", **verbatim)
-            except SuperresError as error:
-                batch.report(error)
+            except Exception as error:
+                batch.report(error, job.source)
             finally:
                 progress.advance(overall)
     summary = f"{written} written, {skipped} skipped, {batch.failures} failed"
@@ -658,8 +677,8 @@ def report_command(
     for path, relative in _expand(inputs, batch):
         try:
             references.append((relative.as_posix(), load_pixels(path)))
-        except SuperresError as error:
-            batch.report(error)
+        except Exception as error:
+            batch.report(error, path)
     enlargers = method_enlargers(_split_list(models), scale)
     report = build_report(references, scale, enlargers, output, degradation, runs or [])
     title = f"x{scale}, means over {len(report.images)} image(s)"
@@ -731,10 +750,15 @@ def version_callback(value: bool) -> None:
 @app.callback()
 def common(
     version: Annotated[
-        bool, typer.Option("--version", callback=version_callback, is_eager=True)
+        bool,
+        typer.Option("--version", callback=version_callback, is_eager=True, help="Print it."),
+    ] = False,
+    debug_flag: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")
     ] = False,
 ) -> None:
     """Single-image super-resolution toolkit."""
+    debug["enabled"] = debug["enabled"] or debug_flag
 
 
 def main() -> None:
@@ -746,3 +770,8 @@ def main() -> None:
     except KeyboardInterrupt:
         fail("interrupted")
         sys.exit(130)
+    except Exception as error:  # a bug: one line, unless --debug asks for the traceback
+        if debug["enabled"]:
+            raise
+        fail(describe_unexpected(error))
+        sys.exit(3)

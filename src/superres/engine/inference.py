@@ -16,6 +16,7 @@ import torch
 
 from superres.engine.runtime import AUTO, resolve_runtime
 from superres.errors import SuperresError
+from superres.imageio.alpha import colour_channel_count
 from superres.imageio.color import RGB_TO_YCBCR, YCBCR_OFFSET, YCBCR_TO_RGB
 from superres.models import LoadedModel, load_model
 from superres.models.layers import MatlabBicubicUpsample
@@ -151,7 +152,7 @@ class Upscaler:
         """
         planes = torch.from_numpy(np.ascontiguousarray(tile.transpose(2, 0, 1)))
         planes = (planes.to(self.device, torch.float32) / peak).unsqueeze(0)
-        colour_channels = 1 if planes.shape[1] in (1, 2) else 3
+        colour_channels = colour_channel_count(planes.shape[1])
         out = self._enlarge_colour(planes[:, :colour_channels])
         if planes.shape[1] > colour_channels:
             out = torch.cat([out, self._enlarge_planes(planes[:, colour_channels:])], dim=1)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from superres.imageio.alpha import colour_of
+
 # MATLAB rgb2ycbcr for R, G, B in [0, 1] -> Y, Cb, Cr in [0, 255].
 RGB_TO_YCBCR = np.array(
     [
@@ -63,7 +65,8 @@ def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
 
 def luminance(image: np.ndarray) -> np.ndarray:
     """The Y channel the SR literature scores: grey images are taken as Y already."""
-    return image if image.ndim == 2 else rgb_to_y(image[..., :3])
+    colour = colour_of(image)
+    return colour if colour.ndim == 2 else rgb_to_y(colour)
 
 
 def rgb_to_ycrcb_opencv(rgb: np.ndarray) -> np.ndarray:
@@ -78,8 +81,5 @@ def ycrcb_opencv_to_rgb(ycrcb: np.ndarray) -> np.ndarray:
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
     """Colour view of any image: grey is repeated into three channels, alpha dropped."""
-    if image.ndim == 2:
-        return np.repeat(image[..., None], 3, axis=2)
-    if image.shape[2] in (1, 2):
-        return np.repeat(image[..., :1], 3, axis=2)
-    return image[..., :3]
+    colour = colour_of(image)
+    return np.repeat(colour[..., None], 3, axis=2) if colour.ndim == 2 else colour

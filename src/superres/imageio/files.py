@@ -30,6 +30,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps, features
 
 from superres.errors import ImageReadError, ImageTooLargeError, ImageWriteError, NotAnImageError
+from superres.imageio.alpha import has_alpha
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -102,7 +103,7 @@ class ImageData:
     @property
     def has_alpha(self) -> bool:
         """Whether the last channel is alpha (grey+alpha or RGBA)."""
-        return self.pixels.ndim == 3 and self.pixels.shape[2] in (2, 4)
+        return has_alpha(self.pixels)
 
     @property
     def bit_depth(self) -> int:

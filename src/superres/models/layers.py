@@ -26,11 +26,23 @@ def _phase_kernels(scale: int) -> np.ndarray:
 
 
 def pad_symmetric(x: torch.Tensor, border: int) -> torch.Tensor:
-    """Mirror padding repeating the edge pixel (MATLAB's 'symmetric'; torch has only 'reflect')."""
-    top, bottom = x[..., :border, :].flip(-2), x[..., -border:, :].flip(-2)
-    x = torch.cat([top, x, bottom], dim=-2)
-    left, right = x[..., :border].flip(-1), x[..., -border:].flip(-1)
-    return torch.cat([left, x, right], dim=-1)
+    """Mirror padding repeating the edge pixel (MATLAB's 'symmetric'; torch has only 'reflect').
+
+    Grown one pixel per side at a time: the k-th new pixel is the original's pixel k-1, which
+    sits at index 2k-2 of the array padded so far. Unlike slicing ``border`` pixels at once,
+    this is right for images narrower than the border (a 1-pixel side mirrors onto itself),
+    and its constant slices keep height and width dynamic in an ONNX export.
+    """
+    for dim in (2, 3):
+        for k in range(1, border + 1):
+            first = _along(x, dim, slice(2 * k - 2, 2 * k - 1))
+            last = _along(x, dim, slice(-(2 * k - 1), -(2 * k - 2) or None))
+            x = torch.cat([first, x, last], dim=dim)
+    return x
+
+
+def _along(x: torch.Tensor, dim: int, index: slice) -> torch.Tensor:
+    return x[(slice(None),) * dim + (index,)]
 
 
 class MatlabBicubicUpsample(nn.Module):

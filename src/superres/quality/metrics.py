@@ -17,6 +17,7 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from superres.errors import SuperresError
+from superres.imageio.alpha import colour_of
 from superres.imageio.color import luminance
 
 Protocol = Literal["standard", "tutorial"]
@@ -125,11 +126,7 @@ def score(
 
     Alpha channels are ignored; both images are brought to 8 bits first.
     """
-    reference, test = to_uint8(reference), to_uint8(test)
-    if reference.ndim == 3 and reference.shape[2] == 4:
-        reference = reference[..., :3]
-    if test.ndim == 3 and test.shape[2] == 4:
-        test = test[..., :3]
+    reference, test = colour_of(to_uint8(reference)), colour_of(to_uint8(test))
     if reference.shape[:2] != test.shape[:2]:
         raise SuperresError(
             f"images differ in size: reference {reference.shape[1]}x{reference.shape[0]} "

@@ -28,6 +28,7 @@ import numpy as np
 from scipy import special
 
 from superres.errors import SuperresError
+from superres.imageio.alpha import split_alpha
 from superres.quality.degrade import check_scale, imresize_matlab
 
 KernelShape = Literal[
@@ -316,14 +317,10 @@ def degrade_realistic(
     rng = _generator(seed)
     height, width = image.shape[:2]
     target = (max(1, height // scale), max(1, width // scale))
-    if image.ndim == 3 and image.shape[2] in (2, 4):
-        colour = degrade_realistic(
-            image[..., :-1].squeeze(axis=2) if image.shape[2] == 2 else image[..., :3],
-            scale,
-            config,
-            rng,
-        )
-        alpha = imresize_matlab(image[..., -1].astype(np.float64), size=target)
+    colour, alpha_plane = split_alpha(image)
+    if alpha_plane is not None:
+        colour = degrade_realistic(colour, scale, config, rng)
+        alpha = imresize_matlab(alpha_plane.astype(np.float64), size=target)
         alpha = np.clip(np.round(alpha * 255.0 / np.iinfo(image.dtype).max), 0, 255)
         colour = colour if colour.ndim == 3 else colour[..., None]
         return np.concatenate([colour, alpha.astype(np.uint8)[..., None]], axis=2)

@@ -25,6 +25,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from superres.apps.report.tables import format_number
 from superres.engine.evaluation import MethodOutput
 from superres.errors import SuperresError
+from superres.imageio.alpha import colour_of
 from superres.imageio.color import as_rgb, luminance
 from superres.imageio.files import write_image
 from superres.quality.degrade import resize
@@ -96,13 +97,11 @@ def save_figure(figure: Figure, path: Path) -> Path:
 
 def _show(ax: Axes, image: np.ndarray, interpolation: str) -> None:
     """Colour images as RGB, grey ones (with or without alpha) in grey; alpha is not shown."""
-    pixels = to_uint8(image)
-    if pixels.ndim == 3 and pixels.shape[2] in (1, 2):
-        pixels = pixels[..., 0]
+    pixels = colour_of(to_uint8(image))
     if pixels.ndim == 2:
         ax.imshow(pixels, cmap="gray", vmin=0, vmax=255, interpolation=interpolation)
     else:
-        ax.imshow(pixels[..., :3], interpolation=interpolation)
+        ax.imshow(pixels, interpolation=interpolation)
     ax.set_xticks([])
     ax.set_yticks([])
 
