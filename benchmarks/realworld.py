@@ -92,7 +92,7 @@ def our_methods(scale: int, real_weights: Path | None) -> dict[str, Upscaler]:
         real = load_model("real", scale)
     if real is not None and real.scale == scale:
         methods["real"] = Upscaler(real, tile=1024, precision="fp32", backend="pytorch")
-        if getattr(real, "denoise_pair", None) is not None:
+        if real.keep_texture is not None:
             methods["real, denoise 0"] = Upscaler(
                 real, tile=1024, precision="fp32", backend="pytorch", denoise=0.0
             )
