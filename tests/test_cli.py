@@ -127,8 +127,8 @@ def test_degrade_never_overwrites_its_input(tmp_path, astronaut):
     [
         (["degrade", "missing.png", "-o", "out"], "no such file"),
         (["degrade", "{img}", "-o", "out", "-s", "0.5"], "scale must be above 1"),
-        (["degrade", "{img}", "-o", "out", "--method", "lanczos"], "unknown method"),
-        (["compare", "{img}", "{img}", "--protocol", "paper"], "unknown protocol"),
+        (["degrade", "{img}", "-o", "out", "--method", "lanczos"], "'lanczos' is not one of"),
+        (["compare", "{img}", "{img}", "--protocol", "paper"], "'paper' is not one of"),
         (["upscale", "{img}", "-o", "out", "--model", "nope"], "unknown model"),
         (["upscale", "{img}", "-o", "out", "--model", "srcnn", "--scale", "7"], "x7"),
     ],
@@ -145,4 +145,6 @@ def test_user_errors_are_one_line_and_non_zero(tmp_path, astronaut, monkeypatch,
     )
     assert completed.returncode != 0
     assert message in completed.stderr
-    assert "Traceback" not in completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert lines[0].startswith("error:") and len(lines) <= 2, completed.stderr  # + a summary
+    assert "Traceback" not in completed.stderr and "Usage:" not in completed.stderr

@@ -23,3 +23,19 @@ def test_exported_file_carries_metadata(tmp_path):
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert props["architecture"] == "espcn" and props["scale"] == "2" and props["steps"] == "123"
     assert not list(path.parent.glob(".*.part"))
+
+
+def test_a_missing_extra_is_named_in_one_line(monkeypatch, tmp_path):
+    import sys
+
+    from superres.engine.export import OnnxRuntimeNetwork, export_onnx
+    from superres.extras import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    model = create_model("compact", 2, width=8, blocks=1)
+    with pytest.raises(MissingExtraError, match=r"pip install 'superres\[onnx\]'"):
+        export_onnx(model, tmp_path / "m.onnx")
+    with pytest.raises(MissingExtraError, match=r"pip install 'superres\[onnx\]'"):
+        OnnxRuntimeNetwork(b"")
+    assert not (tmp_path / "m.onnx").exists()

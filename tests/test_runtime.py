@@ -194,3 +194,28 @@ def test_shipped_runtime_table_is_for_the_shipped_weights():
         assert entry["precision"] in ("fp32", "bf16")
         assert set(entry["backend"].values()) <= {"pytorch", "onnxruntime"}
         assert entry["tile"] >= runtime.MIN_TILE
+
+
+CUDA = torch.device("cuda")
+
+
+@pytest.mark.parametrize(
+    "cost,supported,expected", [(0.01, True, "bf16"), (0.2, True, "fp32"), (0.01, False, "fp32")]
+)
+def test_cuda_auto_takes_bf16_only_where_its_measured_cost_is_cheap(
+    weights, machine, monkeypatch, cost, supported, expected
+):
+    """The table's bf16 quality cost speaks for a GPU (the rounding is the format's); its CPU
+    speed figures (tile, onnxruntime) do not."""
+    model = measured(weights, bf16_psnr_cost_db=cost)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: supported)
+    chosen = resolve_runtime(model, CUDA)
+    assert (chosen.precision, chosen.backend, chosen.tile) == (expected, "pytorch", DEFAULT_TILE)
+
+
+def test_fp16_is_for_gpus_and_never_automatic(weights, machine, monkeypatch):
+    model = measured(weights)
+    with pytest.raises(SuperresError, match="fp16 runs on CUDA or MPS"):
+        resolve_runtime(model, CPU, precision="fp16")
+    assert resolve_runtime(model, torch.device("mps"), precision="fp16").precision == "fp16"
+    assert resolve_runtime(model, torch.device("mps")).precision == "fp32"

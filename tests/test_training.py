@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_config
 from skimage import data
 
-from superres.errors import SuperresError
+from superres.errors import ModelError, SuperresError
 from superres.imageio.files import write_image
-from superres.models import load_weights_file
-from superres.training.trainer import CHECKPOINT, LOG, WEIGHTS, TrainConfig, Trainer
+from superres.models import create_model, load_weights_file, save_weights
+from superres.training.trainer import (
+    CHECKPOINT,
+    LOG,
+    WEIGHTS,
+    Trainer,
+    TrainingInterrupted,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,22 +33,7 @@ def image_folder(tmp_path_factory):
     return folder
 
 
-def _config(folder, **overrides) -> TrainConfig:
-    settings = dict(
-        model="compact",
-        scale=2,
-        train=[str(folder)],
-        val=str(folder),
-        steps=8,
-        epoch_steps=4,
-        batch_size=4,
-        patch_size=24,
-        lr=2e-3,
-        seed=7,
-        hyper={"width": 8, "blocks": 1},
-    )
-    settings.update(overrides)
-    return TrainConfig(**settings)
+_config = tiny_config
 
 
 def test_loss_falls(tmp_path, image_folder):
@@ -107,7 +100,7 @@ def test_memory_is_bounded_by_the_pool(tmp_path, image_folder):
     assert len(seen) > 1  # images stream through the pool
 
 
-def test_cli_train_refuses_to_clobber_a_run_and_resumes(tmp_path, image_folder):
+def test_cli_train_refuses_to_clobber_a_run(tmp_path, image_folder):
     from typer.testing import CliRunner
 
     from superres.apps.cli import app
@@ -184,3 +177,180 @@ def test_unknown_degradation_names_fail_before_training(tmp_path, image_folder):
     ):
         with pytest.raises(SuperresError):
             Trainer(_config(image_folder, **settings), tmp_path)
+
+
+# --- stops, resumes and the run folder (issue 14) ----------------------------------------
+
+
+def _rows(run) -> list[dict[str, str]]:
+    with (run / LOG).open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _same_weights(a: Trainer, b: Trainer) -> bool:
+    pairs = zip(a.network.state_dict().values(), b.network.state_dict().values(), strict=True)
+    return all(torch.equal(x, y) for x, y in pairs)
+
+
+def test_a_stop_checkpoints_the_current_step_and_resumes_exactly(tmp_path, image_folder):
+    straight = Trainer(_config(image_folder), tmp_path / "straight")
+    straight.run()
+    stopped = Trainer(_config(image_folder), tmp_path / "stopped")
+    with pytest.raises(TrainingInterrupted, match="stopped at step 3.*--resume"):
+        stopped.run(should_stop=lambda: stopped.step == 3)
+    assert torch.load(tmp_path / "stopped" / CHECKPOINT, weights_only=True)["step"] == 3
+    assert not (tmp_path / "stopped" / LOG).exists()  # no row for half an epoch
+    again = Trainer(_config(image_folder), tmp_path / "stopped")
+    again.resume()
+    again.run()
+    assert _same_weights(straight, again)
+    # The stopped epoch's losses were kept: its row is the uninterrupted run's.
+    columns = ["epoch", "step", "loss", "val_psnr", "lr"]
+    assert [[r[c] for c in columns] for r in _rows(tmp_path / "stopped")] == [
+        [r[c] for c in columns] for r in _rows(tmp_path / "straight")
+    ]
+
+
+def test_a_kill_between_log_and_checkpoint_does_not_duplicate_rows(tmp_path, image_folder):
+    Trainer(_config(image_folder), tmp_path).run(until=4)
+    second = Trainer(_config(image_folder), tmp_path)
+    second.resume()
+
+    def killed(seconds: float) -> None:
+        raise SystemExit("killed after the log row, before the checkpoint")
+
+    second.save_checkpoint = killed  # type: ignore[method-assign]
+    with pytest.raises(SystemExit):
+        second.run()
+    assert [r["step"] for r in _rows(tmp_path)] == ["4", "8"]  # row 8 is ahead of the checkpoint
+    third = Trainer(_config(image_folder), tmp_path)
+    third.resume()
+    assert third.truncate_log() == 1
+    third.run()
+    assert [r["step"] for r in _rows(tmp_path)] == ["4", "8"]
+
+
+def test_a_fresh_run_replaces_a_log_without_checkpoint(tmp_path, image_folder):
+    (tmp_path / LOG).write_text("epoch,step,loss,val_psnr,val_ssim,lr,seconds\n9,900,1,2,3,4,5\n")
+    Trainer(_config(image_folder), tmp_path).run()
+    assert [r["step"] for r in _rows(tmp_path)] == ["4", "8"]
+
+
+def test_elapsed_time_continues_across_resumes(tmp_path, image_folder):
+    Trainer(_config(image_folder), tmp_path).run(until=4)
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    state["seconds"] = 1000.0  # as if the first segment had taken that long
+    torch.save(state, tmp_path / CHECKPOINT)
+    second = Trainer(_config(image_folder), tmp_path)
+    second.resume()
+    second.run()
+    assert float(_rows(tmp_path)[-1]["seconds"]) >= 1000.0
+
+
+def test_resume_refuses_changed_settings_but_may_extend(tmp_path, image_folder):
+    Trainer(_config(image_folder), tmp_path).run(until=4)
+    changed = Trainer(_config(image_folder, lr=5e-3, batch_size=2), tmp_path)
+    with pytest.raises(SuperresError, match=r"batch_size 4 -> 2, lr 0\.002 -> 0\.005"):
+        changed.resume()
+    longer = Trainer(_config(image_folder, steps=12), tmp_path)
+    longer.resume()
+    assert longer.step == 4
+
+
+def test_precision_and_loss_typos_are_refused(tmp_path, image_folder):
+    with pytest.raises(SuperresError, match="unknown precision 'fp23'; choose fp32 or bf16"):
+        Trainer(_config(image_folder, precision="fp23"), tmp_path)
+    with pytest.raises(SuperresError, match="unknown loss 'l2'"):
+        Trainer(_config(image_folder, loss="l2"), tmp_path)
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from superres.apps.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _train_args(folder, run, *extra):
+    return [
+        *("train", "--model", "compact", "--scale", "2", "--train", folder, "-o", run),
+        *("--steps", "4", "--epoch-steps", "2", "--batch-size", "2", "--patch-size", "24"),
+        *extra,
+    ]
+
+
+def test_cli_sigterm_saves_says_how_to_resume_and_resume_takes_the_runs_settings(
+    tmp_path, image_folder, monkeypatch
+):
+    import os
+    import signal
+
+    original = Trainer.train_step
+
+    def step_then_sigterm(self: Trainer) -> float:
+        loss = original(self)
+        if self.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_sigterm)
+    stopped = _cli(*_train_args(image_folder, tmp_path, "--lr", "0.002"))
+    assert stopped.exit_code == 128 + signal.SIGTERM, stopped.output
+    assert (
+        f"stopped at step 3: checkpoint saved; continue with `superres train -o {tmp_path} "
+        "--resume`" in stopped.output
+    )
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=True)["step"] == 3
+    monkeypatch.setattr(Trainer, "train_step", original)
+
+    refused = _cli("train", "-o", tmp_path, "--resume", "--lr", "0.01")
+    assert refused.exit_code != 0
+    assert "lr 0.002 -> 0.01" in str(refused.exception)
+    resumed = _cli("train", "-o", tmp_path, "--resume")  # the run's own settings
+    assert resumed.exit_code == 0, resumed.output
+    assert [r["step"] for r in _rows(tmp_path)] == ["2", "4"]
+    assert json.loads(torch.load(tmp_path / CHECKPOINT, weights_only=True)["config"])["lr"] == 2e-3
+
+
+def test_cli_off_a_terminal_prints_progress_lines(tmp_path, image_folder):
+    result = _cli(*_train_args(image_folder, tmp_path))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("step 1/4: loss ") for line in lines)
+    assert any(line.startswith("epoch 1: step 2, loss ") for line in lines)
+
+
+def test_cli_a_fresh_run_needs_model_scale_and_data(tmp_path):
+    result = _cli("train", "-o", tmp_path / "run", "--model", "compact")
+    assert result.exit_code != 0
+    assert "--scale, --train needed to start a run" in str(result.exception)
+
+
+def test_cli_help_lists_the_choices():
+    text = _cli("train", "--help").output
+    for choices in ("l1|mse", "fp32|bf16", "cuda:N", "Global batch"):
+        assert choices in " ".join(text.split()), choices
+
+
+def _crafted(tmp_path, hyper: str):
+    model = create_model("compact", 2, width=8, blocks=1)
+    model.metadata["hyper"] = hyper
+    path = tmp_path / "crafted.safetensors"
+    save_weights(path, model)
+    return path
+
+
+@pytest.mark.parametrize(
+    "hyper,message",
+    [
+        ('{"width": 200000, "blocks": 1}', "width must be a whole number from 1 to 512"),
+        ('{"width": 8, "blocks": 1, "depth": 3}', "compact has no hyper-parameter 'depth'"),
+        ('{"width": "8", "blocks": 1}', "width must be a whole number"),
+        ('{"width": 8, "blocks": -1}', "blocks must be a whole number from 0 to 64"),
+        ("[8, 1]", "hyper-parameters must be a mapping"),
+    ],
+)
+def test_crafted_weights_metadata_is_refused_before_construction(tmp_path, hyper, message):
+    with pytest.raises(ModelError, match=message):
+        load_weights_file(_crafted(tmp_path, hyper))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers import run_superres
 from PIL import Image, ImageCms
 from rich.console import Console
 from skimage import data
@@ -570,8 +570,8 @@ def run_main(
         (["--format", "gif"], "unknown --format 'gif'"),
         (["--tile", "8"], "tile size must be at least 16"),
         (["--tile", "huge"], "tile must be a number of pixels or auto"),
-        (["--precision", "fp8"], "unknown precision 'fp8'"),
-        (["--backend", "tensorrt"], "unknown backend 'tensorrt'"),
+        (["--precision", "fp8"], "'fp8' is not one of 'auto', 'fp32', 'bf16'"),
+        (["--backend", "tensorrt"], "'tensorrt' is not one of"),
         (["--threads", "0"], "threads must be at least 1"),
         (["--device", "tpu"], "unknown device 'tpu'"),
     ],
@@ -615,13 +615,7 @@ def test_format_contradicting_a_named_output_file_is_refused(
 def test_a_real_run_in_a_subprocess(tmp_path: Path, photo: np.ndarray) -> None:
     """`python -m superres upscale` as a user runs it; SUPERRES_WEIGHTS_DIR reaches the child."""
     write_image(tmp_path / "photo.png", photo)
-    completed = subprocess.run(
-        [sys.executable, "-m", "superres", "upscale", "photo.png", "-o", "big.png", "-s", "2"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    completed = run_superres("upscale", "photo.png", "-o", "big.png", "-s", "2", cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr
     assert "1 written, 0 skipped, 0 failed" in completed.stdout
     np.testing.assert_array_equal(read_image(tmp_path / "big.png").pixels, expected(photo))
@@ -678,6 +672,21 @@ def test_api_outscale_and_bad_arguments(photo: np.ndarray) -> None:
         superres.upscale(photo.tolist(), model="default", scale=SCALE)
     with pytest.raises(SuperresError, match="unknown model"):
         superres.upscale(photo, model="nope", scale=SCALE)
+    with pytest.raises(TypeError, match="unknown option 'scael'"):
+        superres.upscale(photo, model="default", scael=SCALE)
+
+
+def test_api_upscale_file_writes_an_image_and_never_its_input(tmp_path, photo) -> None:
+    write_image(tmp_path / "photo.png", photo)
+    summary = superres.upscale_file(tmp_path / "photo.png", tmp_path / "big.png", scale=SCALE)
+    assert (summary.frames, summary.size, summary.notes) == (
+        1,
+        (photo.shape[1] * SCALE, photo.shape[0] * SCALE),
+        [],
+    )
+    np.testing.assert_array_equal(read_image(tmp_path / "big.png").pixels, expected(photo))
+    with pytest.raises(SuperresError, match="refusing to overwrite an input"):
+        superres.upscale_file(tmp_path / "photo.png", tmp_path / "photo.png", scale=SCALE)
 
 
 def test_denoise_on_a_model_without_the_control_is_one_clear_error(tmp_path, photo):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import re
+import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 
 import httpx
@@ -17,14 +20,29 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from PIL import Image, PngImagePlugin
+from starlette.types import Message
 
 from superres.api import get_upscaler
-from superres.apps.web.server import STATIC, WorkPool, create_app
+from superres.apps.web.server import (
+    LOCAL_HOSTS,
+    PAGE_POLICY,
+    PIXEL_OVERHEAD_MACS,
+    STATIC,
+    Ledger,
+    Plan,
+    Probe,
+    create_app,
+    plan_request,
+    probe_upload,
+)
 from superres.engine.inference import Upscaler
 from superres.errors import SuperresError
+from superres.imageio.files import encode_image
 from superres.models import create_model, save_weights
+from superres.models.complexity import multiply_adds_per_output_pixel
 from superres.models.registry import pair_for_denoise
 
+LOCAL = "http://localhost"  # a name the server answers to by default
 SCALES = (2, 4)
 UPSCALERS = {scale: Upscaler(create_model("compact", scale, width=8, blocks=1)) for scale in SCALES}
 
@@ -49,7 +67,8 @@ def tiny_lister() -> list[dict]:
 
 
 def make_client(factory: Callable[[str, int], Upscaler] = tiny_factory, **options) -> TestClient:
-    return TestClient(create_app(upscaler_factory=factory, model_lister=tiny_lister, **options))
+    app = create_app(upscaler_factory=factory, model_lister=tiny_lister, **options)
+    return TestClient(app, base_url=LOCAL)
 
 
 @pytest.fixture
@@ -98,15 +117,40 @@ def assert_refused(response: httpx.Response, status: int, *fragments: str) -> No
 # ------------------------------------------------------------------------------ plain endpoints
 
 
-def test_healthz_reports_capacity() -> None:
-    response = make_client(workers=2, queue_size=3).get("/healthz")
+def test_healthz_reports_the_budgets() -> None:
+    client = make_client(memory_budget_mb=300, max_request_gmacs=10, max_pending_gmacs=40)
+    response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "in_flight": 0, "capacity": 5}
+    assert response.json() == {
+        "status": "ok",
+        "in_flight": 0,
+        "jobs": 0,
+        "memory_promised_bytes": 0,
+        "memory_budget_bytes": 300_000_000,
+        "work_pending_gmacs": 0.0,
+        "max_pending_gmacs": 40.0,
+    }
 
 
 def test_limits_follow_the_options() -> None:
-    limits = make_client(max_upload_mb=1.5, max_pixels=1000).get("/api/limits").json()
-    assert limits == {"max_upload_bytes": 1_500_000, "max_pixels": 1000, "max_output_pixels": 16000}
+    client = make_client(
+        max_upload_mb=1.5,
+        max_pixels=1000,
+        memory_budget_mb=250,
+        max_request_gmacs=7,
+        max_pending_gmacs=21,
+        client_timeout=9,
+    )
+    assert client.get("/api/limits").json() == {
+        "max_upload_bytes": 1_500_000,
+        "max_pixels": 1000,
+        "max_output_pixels": 16000,
+        "max_side": {"jpg": 65535, "webp": 16383},
+        "memory_budget_bytes": 250_000_000,
+        "max_request_gmacs": 7.0,
+        "max_pending_gmacs": 21.0,
+        "client_timeout_s": 9.0,
+    }
 
 
 def test_models_list_what_is_offered_and_speed_only_once_measured(client, photo) -> None:
@@ -270,47 +314,471 @@ def test_refusals_free_their_slot(client, photo) -> None:
     assert client.get("/healthz").json()["in_flight"] == 0
 
 
-def test_bad_options_are_user_errors() -> None:
-    with pytest.raises(SuperresError, match="workers >= 1"):
-        create_app(workers=0, model_lister=tiny_lister, upscaler_factory=tiny_factory)
+@pytest.mark.parametrize(
+    "options",
+    [{"workers": 0}, {"memory_budget_mb": 0}, {"max_request_gmacs": 5, "max_pending_gmacs": 4}],
+)
+def test_bad_options_are_user_errors(options) -> None:
+    with pytest.raises(SuperresError, match="above 0, and max_pending_gmacs >= max_request"):
+        create_app(model_lister=tiny_lister, upscaler_factory=tiny_factory, **options)
 
 
-# -------------------------------------------------------------------------------- the work pool
+# ---------------------------------------------------------------------- budgets and admission
 
 
-def test_work_pool_admits_workers_plus_queue() -> None:
-    pool = WorkPool(workers=2, queue_size=1)
-    assert [pool.try_acquire() for _ in range(4)] == [True, True, True, False]
-    assert pool.retry_after() == 2  # 3 in flight over 2 workers, 1 s assumed per job
-    pool.release()
-    assert pool.try_acquire()
-    pool.close()
+def test_ledger_counts_every_claims_resident_bytes_but_only_the_workers_largest_working_sets():
+    ledger = Ledger(memory_budget=100, work_budget=10, workers=1)
+    first, second, third, fourth = (ledger.open() for _ in range(4))
+    assert ledger.try_claim(first, 10, 50, 2)
+    assert ledger.try_claim(second, 10, 50, 2)  # 20 resident + one working set of 50
+    assert ledger.try_claim(third, 10, 60, 2)  # 30 + 60: the largest one counts
+    assert ledger.memory_promised() == 90 and ledger.jobs() == 3
+    assert not ledger.try_claim(fourth, 20, 10, 1)  # 50 + 60 > 100
+    assert (fourth.resident, fourth.working, fourth.gmacs) == (0, 0, 0.0)  # left as it was
+    assert not ledger.try_claim(fourth, 1, 1, 5)  # 11 G of work pending > 10
+    ledger.close(third)
+    assert ledger.try_claim(fourth, 20, 10, 1)  # 40 + 50
+    assert ledger.work_pending() == 5
 
 
-def test_full_queue_is_refused_with_retry_after(photo) -> None:
-    """workers=1, queue_size=1: one runs, one waits, the third is turned away at once."""
-    started, release = threading.Event(), threading.Event()
+def test_plan_counts_memory_and_work_from_the_header() -> None:
+    """80x72 RGB at x2 then resampled to x1.5: every image-sized buffer the request makes."""
+    plan = plan_request(Probe(80, 72, 3, 1), 1000, 2, 1.5, macs_per_pixel=5000)
+    assert plan.output_size == (120, 108) and plan.largest_size == (160, 144)
+    assert plan.resident == 1000 + 120 * 108 * 3  # the upload, then the encoded result
+    decoded, native, resampled, encoder_copy = (
+        80 * 72 * 3,
+        160 * 144 * 3,
+        120 * 108 * 3,
+        120 * 108 * 4,
+    )
+    assert plan.working == decoded + native + resampled + encoder_copy
+    assert plan.gmacs == pytest.approx(160 * 144 * (5000 + PIXEL_OVERHEAD_MACS) / 1e9)
+    wide = plan_request(Probe(80, 72, 4, 2), 1000, 2, None, macs_per_pixel=5000)
+    assert wide.working == (80 * 72 + 160 * 144) * 8 + 160 * 144 * 4 * 2
 
-    def slow_factory(name: str, scale: int) -> Upscaler:
-        started.set()
-        assert release.wait(30)
-        return tiny_factory(name, scale)
 
+@pytest.mark.parametrize(
+    ("pixels", "channels", "sample_bytes"),
+    [
+        (np.zeros((6, 5, 3), np.uint16), 3, 2),
+        (np.zeros((6, 5, 2), np.uint8), 2, 1),
+        (np.zeros((6, 5), np.uint16), 1, 2),
+        (np.zeros((6, 5, 4), np.uint8), 4, 1),
+    ],
+)
+def test_probe_reads_size_and_layout_from_the_header(pixels, channels, sample_bytes) -> None:
+    assert probe_upload(encode_image(pixels, "png"), "x.png", 1000) == Probe(
+        5, 6, channels, sample_bytes
+    )
+
+
+def test_probe_of_a_palette_image_allows_for_alpha(photo) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(photo).quantize(16).save(buffer, "PNG")
+    assert probe_upload(buffer.getvalue(), "p.png", 10**6) == Probe(80, 72, 4, 1)
+
+
+def test_probe_refuses_with_the_decoders_reason(photo) -> None:
+    with pytest.raises(SuperresError, match="notes.txt: not an image"):
+        probe_upload(b"some text", "notes.txt", 1000)
+    with pytest.raises(SuperresError, match="over the limit of 100"):
+        probe_upload(png_bytes(photo), "photo.png", 100)
+
+
+def one_job(upload: bytes, scale: int = 2) -> Plan:
+    """The server's own estimate for the test photo (80x72 RGB) on the tiny model."""
+    cost = multiply_adds_per_output_pixel(UPSCALERS[scale].model)
+    return plan_request(Probe(80, 72, 3, 1), len(upload), scale, None, cost)
+
+
+class Blocking:
+    """A factory whose upscalers wait for ``release`` (and announce that they started)."""
+
+    def __init__(self) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+        self.ran: list[int] = []  # the scales whose upscale ran
+
+    def __call__(self, name: str, scale: int) -> Upscaler:
+        outer = self
+
+        class Waiting(Upscaler):
+            def upscale(self, pixels, outscale=None, progress=None):
+                outer.ran.append(scale)
+                outer.started.set()
+                assert outer.release.wait(30)
+                return super().upscale(pixels, outscale, progress)
+
+        return Waiting(UPSCALERS[scale].model)
+
+
+def wait_for(client: TestClient, key: str, value: int) -> None:
+    for _ in range(1000):
+        if client.get("/healthz").json()[key] == value:
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"/healthz never showed {key} = {value}")
+
+
+@pytest.mark.parametrize("budget", ["memory", "work"])
+def test_a_full_budget_is_refused_with_retry_after(photo, budget) -> None:
+    """Budgets for exactly two such jobs: one runs, one waits, the third is turned away."""
     upload = png_bytes(photo)
-    with make_client(slow_factory, workers=1, queue_size=1) as client, ThreadPoolExecutor(2) as ex:
-        running = ex.submit(post, client, upload, scale=2)
-        assert started.wait(30)
-        waiting = ex.submit(post, client, upload, scale=2)
-        for _ in range(300):
-            if client.get("/healthz").json()["in_flight"] == 2:
-                break
-            threading.Event().wait(0.01)
+    plan = one_job(upload)
+    if budget == "memory":
+        options = {"memory_budget_mb": (2 * plan.resident + plan.working) / 1e6}
+    else:
+        options = {"max_request_gmacs": plan.gmacs, "max_pending_gmacs": 2.5 * plan.gmacs}
+    factory = Blocking()
+    with make_client(factory, **options) as client, ThreadPoolExecutor(2) as pool:
+        running = pool.submit(post, client, upload, scale=2)
+        assert factory.started.wait(30)
+        waiting = pool.submit(post, client, upload, scale=2)
+        wait_for(client, "jobs", 2)
         refused = post(client, upload, scale=2)
-        release.set()
+        factory.release.set()
         assert running.result().status_code == 200
         assert waiting.result().status_code == 200
-    assert_refused(refused, 503, "busy: 2 images in progress")
+        assert client.get("/healthz").json()["in_flight"] == 0
+    assert_refused(refused, 503, "busy: 2 requests hold", "try again shortly")
     assert int(refused.headers["retry-after"]) >= 1
+
+
+def test_a_burst_beyond_the_old_fixed_queue_is_all_served(client, photo) -> None:
+    upload = png_bytes(photo)
+    with client, ThreadPoolExecutor(12) as pool:
+        statuses = list(pool.map(lambda _: post(client, upload, scale=2).status_code, range(12)))
+    assert statuses == [200] * 12
+
+
+def test_work_over_the_per_request_limit(photo) -> None:
+    upload = png_bytes(photo)
+    limit = one_job(upload, 4).gmacs * 0.9
+    client = make_client(max_request_gmacs=limit)
+    assert post(client, upload, scale=2).status_code == 200  # a quarter of the work
+    response = post(client, upload, scale=4)
+    assert_refused(
+        response, 413, "photo.png: enlarging 80x72 by 4 with compact x4 is", f"limit of {limit:.0f}"
+    )
+
+
+def test_memory_over_the_budget(photo) -> None:
+    upload = png_bytes(photo)
+    needed = one_job(upload)
+    response = post(make_client(memory_budget_mb=0.05), upload, scale=2)
+    megabytes = (needed.resident + needed.working) / 1e6
+    assert_refused(response, 413, f"needs about {megabytes:.1f} MB", "memory budget of 0.05 MB")
+
+
+class NeverRuns(Upscaler):
+    def upscale(self, pixels, outscale=None, progress=None):
+        raise AssertionError("the work started")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "side", "encoder", "limit"),
+    [("webp", 8192, "WEBP", "16,383"), ("jpg", 32768, "JPEG", "65,535")],
+)
+def test_side_limit_of_the_format_is_refused_before_the_work(fmt, side, encoder, limit) -> None:
+    """A 1-pixel-high strip, small in bytes and pixels, whose x2 result is too wide for fmt."""
+    client = make_client(lambda name, scale: NeverRuns(UPSCALERS[scale].model))
+    strip = png_bytes(np.zeros((1, side, 3), np.uint8))
+    response = post(client, strip, "strip.png", scale=2, format=fmt)
+    expected = f"makes {2 * side}x2, over {encoder}'s limit of {limit} pixels a side"
+    assert_refused(response, 413, "strip.png: enlarging", expected)
+
+
+# ------------------------------------------------------------ clients that are slow or leave
+
+
+def multipart(upload: bytes, **fields) -> tuple[bytes, str]:
+    """A form post's body and content type, as httpx would send them."""
+    data = {key: str(value) for key, value in fields.items()}
+    request = httpx.Request("POST", LOCAL, files={"image": ("photo.png", upload)}, data=data)
+    return request.read(), request.headers["content-type"]
+
+
+async def forever() -> Message:
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
+class Exchange:
+    """One raw ASGI request: the body in ``pieces`` (the last marked final unless ``stall``),
+    then whatever ``then`` returns; the response is recorded, read as slowly as ``read``."""
+
+    def __init__(
+        self,
+        body: bytes,
+        content_type: str,
+        *,
+        pieces: int = 1,
+        stall: bool = False,
+        then: Callable[[], Awaitable[Message]] = forever,
+        read: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        step = -(-len(body) // pieces)
+        chunks = [body[start : start + step] for start in range(0, len(body), step)]
+        self.messages = [
+            {"type": "http.request", "body": chunk, "more_body": stall or n < len(chunks) - 1}
+            for n, chunk in enumerate(chunks)
+        ]
+        self.content_type, self.then, self.read = content_type, then, read
+        self.status = 0
+        self.body = b""
+
+    async def receive(self) -> Message:
+        return self.messages.pop(0) if self.messages else await self.then()
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        elif self.read is not None:
+            await self.read()
+        else:
+            self.body += message.get("body", b"")
+
+    async def run(self, app) -> Exchange:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/api/upscale",
+            "raw_path": b"/api/upscale",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"localhost"), (b"content-type", self.content_type.encode())],
+            "client": ("127.0.0.1", 50000),
+            "server": ("localhost", 80),
+        }
+        await app(scope, self.receive, self.send)
+        return self
+
+
+async def health(app) -> dict:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=LOCAL) as client:
+        return (await client.get("/healthz")).json()
+
+
+def test_a_stalled_upload_holds_no_worker(photo) -> None:
+    """Half an upload, then silence: it holds only its bytes, and others are served."""
+    upload = png_bytes(photo)
+    plan = one_job(upload)
+    app = create_app(
+        upscaler_factory=tiny_factory,
+        model_lister=tiny_lister,
+        max_request_gmacs=plan.gmacs,
+        max_pending_gmacs=plan.gmacs,  # room in the queue for one job only
+    )
+    body, kind = multipart(upload, scale=2)
+
+    async def scenario() -> tuple[Exchange, dict, dict]:
+        stalled = asyncio.ensure_future(Exchange(body[: len(body) // 2], kind, stall=True).run(app))
+        for _ in range(100):
+            await asyncio.sleep(0)
+        during = await health(app)
+        served = await Exchange(body, kind).run(app)
+        stalled.cancel()  # the connection drops
+        with suppress(asyncio.CancelledError):
+            await stalled
+        return served, during, await health(app)
+
+    served, during, after = asyncio.run(scenario())
+    assert served.status == 200
+    assert during["in_flight"] == 1 and during["jobs"] == 0
+    assert 0 < during["memory_promised_bytes"] <= len(body)
+    assert after["in_flight"] == 0
+
+
+def test_an_upload_that_does_not_arrive_in_time_gets_408(photo) -> None:
+    app = create_app(upscaler_factory=tiny_factory, model_lister=tiny_lister, client_timeout=0.05)
+    body, kind = multipart(png_bytes(photo), scale=2)
+
+    async def scenario() -> tuple[Exchange, dict]:
+        return await Exchange(body, kind, pieces=3, stall=True).run(app), await health(app)
+
+    stalled, after = asyncio.run(scenario())
+    assert stalled.status == 408 and b"did not arrive within 0.05 s" in stalled.body
+    assert after["in_flight"] == 0
+
+
+def test_a_queued_job_whose_client_left_never_runs(photo) -> None:
+    factory = Blocking()
+    app = create_app(upscaler_factory=factory, model_lister=tiny_lister)
+    first = multipart(png_bytes(photo), scale=2)
+    second = multipart(png_bytes(photo), scale=4)
+
+    async def scenario() -> tuple[Exchange, Exchange, dict]:
+        loop = asyncio.get_running_loop()
+        running = asyncio.ensure_future(Exchange(*first).run(app))
+        assert await loop.run_in_executor(None, factory.started.wait, 30)
+
+        async def leave() -> Message:  # asked only once the job is queued
+            return {"type": "http.disconnect"}
+
+        gone = await Exchange(*second, then=leave).run(app)
+        factory.release.set()
+        return await running, gone, await health(app)
+
+    running, gone, after = asyncio.run(scenario())
+    assert running.status == 200 and gone.status == 400
+    assert factory.ran == [2]  # the x4 job was dropped from the queue
+    assert after["in_flight"] == 0
+
+
+def test_a_running_job_whose_client_left_stops_between_tiles(photo) -> None:
+    first_tile = threading.Event()
+    tiles: list[int] = []
+
+    class Watched(Upscaler):
+        def upscale(self, pixels, outscale=None, progress=None):
+            def watch(done: int, total: int) -> None:
+                tiles.append(done)
+                first_tile.set()
+                for _ in range(3000):  # until the server's own check says to stop
+                    progress(done, total)
+                    threading.Event().wait(0.01)
+                raise AssertionError("the job went on after its client left")
+
+            return super().upscale(pixels, outscale, watch)
+
+    upscaler = Watched(UPSCALERS[2].model, tile=16)  # 80x72 in 16-pixel tiles: 25 tiles
+    app = create_app(upscaler_factory=lambda name, scale: upscaler, model_lister=tiny_lister)
+    body, kind = multipart(png_bytes(photo), scale=2)
+
+    async def leave_after_a_tile() -> Message:
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, first_tile.wait, 30)
+        return {"type": "http.disconnect"}
+
+    async def scenario() -> tuple[Exchange, dict]:
+        return await Exchange(body, kind, then=leave_after_a_tile).run(app), await health(app)
+
+    gone, after = asyncio.run(scenario())
+    assert gone.status == 400 and tiles == [1]
+    assert after["in_flight"] == 0
+
+
+def test_a_client_that_stops_reading_the_result_frees_its_claim(photo) -> None:
+    app = create_app(upscaler_factory=tiny_factory, model_lister=tiny_lister, client_timeout=0.2)
+    body, kind = multipart(png_bytes(photo), scale=4)
+
+    async def scenario() -> tuple[Exchange, dict]:
+        return await Exchange(body, kind, read=forever).run(app), await health(app)
+
+    stalled, after = asyncio.run(scenario())
+    assert stalled.status == 200 and after["in_flight"] == 0
+
+
+def test_concurrent_first_requests_list_the_models_once() -> None:
+    calls: list[int] = []
+
+    def lister() -> list[dict]:
+        calls.append(1)
+        threading.Event().wait(0.05)  # slow, like loading every weights file: room for a race
+        return tiny_lister()
+
+    app = create_app(upscaler_factory=tiny_factory, model_lister=lister)
+
+    async def scenario() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=LOCAL) as client:
+            responses = await asyncio.gather(*(client.get("/api/models") for _ in range(8)))
+        return [response.status_code for response in responses]
+
+    assert asyncio.run(scenario()) == [200] * 8
+    assert calls == [1]
+
+
+# ------------------------------------------------------------------------------ HTTP hardening
+
+
+def test_every_response_says_nosniff_and_carries_the_policy(client, photo) -> None:
+    responses = [
+        client.get("/"),
+        client.get("/static/app.js"),
+        client.get("/api/models"),
+        client.get("/no/such/page"),
+        post(client, b"not an image", "notes.txt"),
+        post(client, png_bytes(photo), scale=2),
+        client.get("/healthz", headers={"host": "elsewhere.example"}),
+    ]
+    assert [r.status_code for r in responses] == [200, 200, 200, 404, 415, 200, 400]
+    for response in responses:
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["content-security-policy"] == PAGE_POLICY
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed", "status"),
+    [
+        ("localhost:8000", LOCAL_HOSTS, 200),
+        ("127.0.0.1", LOCAL_HOSTS, 200),
+        ("[::1]:8000", LOCAL_HOSTS, 200),
+        ("LocalHost", LOCAL_HOSTS, 200),
+        ("attacker.example:8000", LOCAL_HOSTS, 400),  # a rebound name
+        ("", LOCAL_HOSTS, 400),
+        ("sr.lan:8000", ("sr.lan",), 200),
+        ("anything.example", ("*",), 200),
+    ],
+)
+def test_host_header_must_name_this_server(host, allowed, status) -> None:
+    response = make_client(allowed_hosts=allowed).get("/api/limits", headers={"host": host})
+    assert response.status_code == status
+    if status == 400:
+        assert_refused(response, 400, f"host {host!r} is not one this server answers to")
+
+
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [(None, 200), ("http://localhost", 200), ("http://evil.example", 403), ("null", 403)],
+)
+def test_posts_from_other_origins_are_refused(client, photo, origin, status) -> None:
+    headers = {} if origin is None else {"origin": origin}
+    response = client.post(
+        "/api/upscale",
+        files={"image": ("photo.png", png_bytes(photo))},
+        data={"scale": "2"},
+        headers=headers,
+    )
+    assert response.status_code == status
+    if status == 403:
+        assert_refused(response, 403, f"from the page at {origin} is refused")
+    assert client.get("/api/limits", headers=headers).status_code == 200  # reading is fine
+
+
+def test_an_image_part_without_a_filename_is_named_plainly(client, photo) -> None:
+    boundary = "superres-test"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"\r\n\r\n'.encode()
+        + png_bytes(photo)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    response = client.post(
+        "/api/upscale",
+        content=body,
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert_refused(response, 422, "the part 'image' has no filename", "curl -F image=@photo.png")
+
+
+# ---------------------------------------------------------------------- the command, no extra
+
+
+def test_serve_without_the_web_extra_names_it(monkeypatch, capsys) -> None:
+    from superres.apps import cli
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "superres.apps.web.server")
+    monkeypatch.setattr(sys, "argv", ["superres", "serve"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code != 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'superres[web]'" in lines[0], lines
 
 
 # --------------------------------------------------------------------------------- no disk use
@@ -357,7 +825,7 @@ def test_default_wiring_reads_weights_and_their_metadata(tmp_path, monkeypatch, 
     monkeypatch.setenv("SUPERRES_WEIGHTS_DIR", str(tmp_path))
     get_upscaler.cache_clear()
     try:
-        client = TestClient(create_app())
+        client = TestClient(create_app(), base_url=LOCAL)
         listed = client.get("/api/models").json()
         assert listed == [
             {
@@ -367,6 +835,7 @@ def test_default_wiring_reads_weights_and_their_metadata(tmp_path, monkeypatch, 
                 "parameters": model.parameters,
                 "val_psnr_db": 33.21,
                 "val_dataset": "Set5",
+                "denoise": False,
             }
         ]
         response = post(client, png_bytes(photo), scale=2)
@@ -396,12 +865,13 @@ def test_denoise_reaches_models_that_have_it_and_is_refused_elsewhere(photo) -> 
         return [*tiny_lister(), entry]
 
     app = create_app(upscaler_factory=factory, model_lister=lister)
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         listed = {(m["name"], m["scale"]): m for m in client.get("/api/models").json()}
         assert listed["real", 2]["denoise"] and not listed["compact", 2]["denoise"]
         upload = png_bytes(photo)
         results = [post(client, upload, model="real", scale=2, denoise=s) for s in (0, 1)]
-        assert [r.status_code for r in results] == [200, 200] and asked == [0.0, 1.0]
+        assert [r.status_code for r in results] == [200, 200]
+        assert asked == [None, 0.0, 1.0]  # None: once, to count the network's multiply-adds
         assert results[0].content != results[1].content
         refused = post(client, upload, model="compact", scale=2, denoise=0.5)
         assert refused.status_code == 422 and "no denoise control" in refused.json()["detail"]

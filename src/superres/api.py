@@ -1,28 +1,33 @@
-"""The Python API: ``superres.upscale`` and ``superres.load_model`` on arrays or PIL images."""
+"""The Python API: ``superres.upscale`` and ``superres.load_model`` on arrays or PIL images,
+``superres.upscale_file`` on image, animation and video files."""
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TypeVar
+from pathlib import Path
+from typing import TypedDict, TypeVar, Unpack
 
 import numpy as np
 from PIL import Image
 
-from superres.engine.inference import Upscaler
+from superres.engine.batch import FileSummary, Job
+from superres.engine.batch import upscale_file as enlarge_file
+from superres.engine.inference import Progress, Upscaler, check_outscale
 from superres.engine.runtime import AUTO
-from superres.errors import SuperresError
+from superres.errors import ImageWriteError, SuperresError
 from superres.imageio.files import pixels_from_pil
+from superres.imageio.video import VideoCodec, VideoOptions
 from superres.models import load_model, resolve_name
 
 ImageLike = TypeVar("ImageLike", np.ndarray, Image.Image)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=32)  # above the shipped set (models x scales in use)
 def get_upscaler(
     model: str,
     scale: int,
     tile: int | str | None = AUTO,
-    device: str = "cpu",
+    device: str = AUTO,
     precision: str = AUTO,
     backend: str = AUTO,
     denoise: float | None = None,
@@ -34,31 +39,83 @@ def get_upscaler(
     )
 
 
-def upscale(
-    image: ImageLike,
-    model: str = "default",
-    scale: int = 4,
-    outscale: float | None = None,
-    tile: int | str | None = AUTO,
-    device: str = "cpu",
-    precision: str = AUTO,
-    backend: str = AUTO,
-    denoise: float | None = None,
-) -> ImageLike:
-    """Enlarge ``image`` with a shipped model; returns the same type, mode and bit depth.
+class ModelOptions(TypedDict, total=False):
+    """How :func:`upscale` and :func:`upscale_file` enlarge, all optional.
 
-    ``outscale`` resamples the model's result to exactly ``outscale`` times the input size.
-    ``auto`` tile, precision and backend are the ones measured fastest for the model on a
-    CPU (bf16 only where it costs under 0.05 dB); see :mod:`superres.engine.runtime`.
-    ``denoise`` in [0, 1] blends ``real``'s two weight sets: 0 keeps the input's texture and
-    noise, 1 (its default) cleans them; other models refuse it.
+    ``model``: a shipped name ("default"); ``scale``: 2, 3 or 4 (4); ``outscale``: resample
+    the model's result to exactly this factor of the input size; ``tile``, ``precision``,
+    ``backend``: ``auto`` (the default) picks the ones measured fastest for the model (bf16
+    only where it costs under 0.05 dB; see :mod:`superres.engine.runtime`); ``device``: auto
+    (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps; ``denoise`` in [0, 1] blends
+    ``real``'s two weight sets: 0 keeps the input's texture and noise, 1 (its default) cleans
+    them; other models refuse it.
     """
-    if outscale is not None and not 0 < outscale <= 16:
-        raise SuperresError(f"outscale must be above 0 and at most 16, got {outscale}")
-    upscaler = get_upscaler(model, scale, tile, device, precision, backend, denoise)
+
+    model: str
+    scale: int
+    outscale: float | None
+    tile: int | str | None
+    device: str
+    precision: str
+    backend: str
+    denoise: float | None
+
+
+def _upscaler_for(options: ModelOptions) -> tuple[Upscaler, float | None]:
+    unknown = sorted(set(options) - set(ModelOptions.__annotations__))
+    if unknown:
+        raise TypeError(
+            f"unknown option {unknown[0]!r}; known: {', '.join(ModelOptions.__annotations__)}"
+        )
+    outscale = options.get("outscale")
+    check_outscale(outscale)  # before loading a model
+    upscaler = get_upscaler(
+        options.get("model", "default"),
+        options.get("scale", 4),
+        options.get("tile", AUTO),
+        options.get("device", AUTO),
+        options.get("precision", AUTO),
+        options.get("backend", AUTO),
+        options.get("denoise"),
+    )
+    return upscaler, outscale
+
+
+def upscale(image: ImageLike, **options: Unpack[ModelOptions]) -> ImageLike:
+    """Enlarge ``image`` with a shipped model (:class:`ModelOptions` say how); returns the same
+    type, mode and bit depth."""
+    upscaler, outscale = _upscaler_for(options)
     if isinstance(image, Image.Image):
         result = upscaler.upscale(pixels_from_pil(image), outscale)
         return Image.fromarray(result)
     if not isinstance(image, np.ndarray):
         raise SuperresError(f"expected a numpy array or a PIL image, got {type(image).__name__}")
     return upscaler.upscale(image, outscale)
+
+
+def upscale_file(
+    source: str | Path,
+    target: str | Path,
+    quality: int = 95,
+    video_codec: VideoCodec | None = None,
+    crf: int | None = None,
+    progress: Progress | None = None,
+    **options: Unpack[ModelOptions],
+) -> FileSummary:
+    """Enlarge the image, animation or video file ``source`` into ``target``, whose extension
+    names the format or container; :class:`ModelOptions` say how to enlarge.
+
+    Images keep their EXIF and ICC profile. Animations (GIF, animated WebP, APNG, multi-page
+    TIFF) keep frame durations, loop count and transparency. Videos (``pip install
+    'superres[video]'``) keep every stream and timestamp: audio and subtitles are copied,
+    ``video_codec`` (h264, h265, vp9, av1; default h264, vp9 in WebM) and ``crf`` choose the
+    encoding. ``quality`` is JPEG's, WebP's and AVIF's; ``progress(done, total)`` counts tiles
+    or frames. ``target`` appears only once complete; an input is never overwritten.
+    """
+    source, target = Path(source), Path(target)
+    if target.resolve() == source.resolve():
+        raise ImageWriteError(f"{target}: refusing to overwrite an input file")
+    upscaler, outscale = _upscaler_for(options)
+    return enlarge_file(
+        upscaler, Job(source, target), outscale, quality, progress, VideoOptions(video_codec, crf)
+    )

@@ -23,3 +23,7 @@ class ImageWriteError(SuperresError):
 
 class ModelError(SuperresError):
     """An unknown model name, a scale a model does not support, or bad weights."""
+
+
+class VideoReadError(ImageReadError):
+    """A video that cannot be decoded: not a video, no video stream, corrupt or truncated."""

@@ -5,19 +5,26 @@ Every user error ends as one line on stderr and a non-zero exit, never a traceba
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
+import click
 import numpy as np
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 
 from superres import __version__
 from superres.apps.report.tables import format_number, rich_table, write_csv, write_json
+from superres.apps.web import DEFAULT_LIMITS as LIMITS
+from superres.engine.devices import DEVICE_HELP, resolve_device
 from superres.errors import ImageWriteError, SuperresError
 from superres.imageio.files import (
     find_images,
@@ -26,10 +33,22 @@ from superres.imageio.files import (
     read_image,
     write_image,
 )
+from superres.imageio.video import VideoCodec
 from superres.quality.degrade import METHODS, degrade, modcrop, resize
 from superres.quality.metrics import PROTOCOLS, score
 from superres.quality.realistic import PRESETS, STANDARD, TRACKS, degrade_realistic
 from superres.quality.realistic import preset as realistic_preset
+from superres.training.trainer import Loss, TrainPrecision
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
+
+    from superres.engine.batch import FileSummary, Job
+    from superres.engine.ray_executor import WorkerSettings
+
+# Typer 0.29+ parses with its own copy of click; older ones with click itself.
+_click = getattr(typer.core, "_click", click)
 
 app = typer.Typer(
     name="superres",
@@ -37,16 +56,30 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: rich mode labels every flag "<bool>"
 )
 out = Console()
 err = Console(stderr=True)
 
 Inputs = Annotated[
-    list[Path], typer.Argument(help="Image files or folders (searched recursively).")
+    list[Path],
+    typer.Argument(help="Image files or folders (searched recursively).", metavar="INPUT"),
 ]
+# Choices as types: help lists them and a typo is refused before any work starts.
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+FixedPrecision = Literal["fp32", "bf16"]
+Backend = Literal["auto", "pytorch", "onnxruntime"]
+FixedBackend = Literal["pytorch", "onnxruntime"]
+DegradeMethod = Literal[(*METHODS, "realistic")]  # type: ignore[valid-type]
+Preset = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
+TrackName = Literal[tuple(TRACKS)]  # type: ignore[valid-type]
+ProtocolName = Literal[tuple(PROTOCOLS)]  # type: ignore[valid-type]
 # `auto` is what benchmarks/speed.py measured fastest for the model (see superres.engine.runtime).
-PRECISION_HELP = "auto, fp32, or bf16 (CPUs with native bf16); auto: bf16 if it costs <0.05 dB."
-BACKEND_HELP = "auto, pytorch or onnxruntime; auto: the fastest measured."
+PRECISION_HELP = (
+    "bf16 needs a CPU with native bf16 or a GPU from Ampere on; fp16 a GPU; "
+    "auto: bf16 where it costs < 0.05 dB."
+)
+BACKEND_HELP = "auto: the fastest measured; onnxruntime needs superres[onnx]."
 TILE_HELP = "Tile side in input pixels (bounds memory), or auto: the fastest measured."
 
 
@@ -101,9 +134,6 @@ def _expand(inputs: list[Path], batch: Batch) -> list[tuple[Path, Path]]:
     return files
 
 
-DEGRADE_METHODS = (*METHODS, "realistic")
-
-
 @app.command("degrade")
 def degrade_command(
     inputs: Inputs,
@@ -112,10 +142,8 @@ def degrade_command(
         float, typer.Option("--scale", "-s", help="Shrink factor, e.g. 2, 3, 1.5.")
     ] = 2.0,
     method: Annotated[
-        str,
-        typer.Option(
-            help=f"One of: {', '.join(DEGRADE_METHODS)} (realistic: blur, noise, JPEG, as photos)."
-        ),
+        DegradeMethod,
+        typer.Option(help="realistic: blur, noise and JPEG, as photos have (integer scales)."),
     ] = "matlab-bicubic",
     keep_size: Annotated[
         bool,
@@ -130,7 +158,9 @@ def degrade_command(
             help="Realistic: the same seed and file give the same bytes (default: random)."
         ),
     ] = None,
-    preset: Annotated[str, typer.Option(help=f"Realistic: {', '.join(PRESETS)}.")] = "standard",
+    preset: Annotated[Preset, typer.Option(help="Strength of the realistic degradation.")] = (
+        "standard"
+    ),
     strength: Annotated[
         float | None,
         typer.Option(
@@ -145,10 +175,6 @@ def degrade_command(
     ] = None,
 ) -> None:
     """Shrink images by a factor (and optionally enlarge them back), keeping their file names."""
-    if method not in DEGRADE_METHODS:
-        raise SuperresError(
-            f"unknown method {method!r}; choose one of {', '.join(DEGRADE_METHODS)}"
-        )
     realistic = None
     if method == "realistic":
         if scale != int(scale):
@@ -214,7 +240,10 @@ def _crop_to(ref: np.ndarray, test_shape: tuple[int, ...], scale: int | None) ->
 def compare_command(
     reference: Annotated[Path, typer.Argument(help="Reference image, or a folder of them.")],
     tests: Annotated[list[Path], typer.Argument(help="Images or folders to score.")],
-    protocol: Annotated[str, typer.Option(help="standard (SR papers) or tutorial.")] = "standard",
+    protocol: Annotated[
+        ProtocolName,
+        typer.Option(help="standard: Y channel, as SR papers; tutorial: all channels."),
+    ] = "standard",
     scale: Annotated[
         int | None, typer.Option(help="SR scale: shaves this border (standard protocol).")
     ] = None,
@@ -223,8 +252,6 @@ def compare_command(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write rows and means.")] = None,
 ) -> None:
     """PSNR, MSE and SSIM of images against their references (matched by file name)."""
-    if protocol not in PROTOCOLS:
-        raise SuperresError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     border = shave if shave is not None else (scale or 0) if protocol == "standard" else 0
     batch = Batch()
     rows = []
@@ -260,90 +287,92 @@ def compare_command(
 
 @app.command("train")
 def train_command(
-    model: Annotated[str, typer.Option(help="Architecture, e.g. srcnn-955, compact.")],
-    scale: Annotated[int, typer.Option(help="2, 3 or 4.")],
-    train: Annotated[list[Path], typer.Option(help="Training image folder (repeatable).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Run folder.")],
-    val: Annotated[Path | None, typer.Option(help="Validation folder (e.g. Set5).")] = None,
-    steps: Annotated[int, typer.Option(help="Total optimiser steps.")] = 20_000,
-    epoch_steps: Annotated[int, typer.Option(help="Steps between validations.")] = 1_000,
-    batch_size: Annotated[int, typer.Option()] = 16,
-    patch_size: Annotated[int, typer.Option(help="HR patch side (multiple of scale).")] = 48,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (cosine decay to 0).")] = 1e-3,
-    loss: Annotated[str, typer.Option(help="l1 or mse.")] = "l1",
-    seed: Annotated[int, typer.Option()] = 0,
-    precision: Annotated[str, typer.Option(help="fp32 or bf16 (autocast).")] = "fp32",
+    model: Annotated[
+        str | None, typer.Option(help="Architecture, e.g. srcnn-955, compact.", metavar="NAME")
+    ] = None,
+    scale: Annotated[int | None, typer.Option(help="2, 3 or 4.")] = None,
+    train: Annotated[
+        list[Path] | None,
+        typer.Option(help="Training image folder (repeatable).", metavar="DIR"),
+    ] = None,
+    val: Annotated[
+        Path | None, typer.Option(help="Validation folder (e.g. Set5).", metavar="DIR")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Total optimiser steps [20000].")] = None,
+    epoch_steps: Annotated[
+        int | None, typer.Option(help="Steps between validations and checkpoints [1000].")
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Global batch: patches per step over all processes [16]; under torchrun each "
+            "of N processes takes batch-size/N."
+        ),
+    ] = None,
+    patch_size: Annotated[
+        int | None, typer.Option(help="HR patch side, a multiple of scale [48].")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Adam learning rate, cosine decay to 0 [0.001].")
+    ] = None,
+    loss: Annotated[Loss | None, typer.Option(help="Training loss [l1].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of weights and patches [0].")] = None,
+    precision: Annotated[
+        TrainPrecision | None, typer.Option(help="bf16: autocast forward pass [fp32].")
+    ] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, metavar="DEVICE")] = "auto",
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all).")] = None,
     init: Annotated[
         Path | None, typer.Option(help="Start from these weights (fine-tuning a trained model).")
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from the run's checkpoint.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue from the run's checkpoint, with its settings; only --steps may change.",
+        ),
     ] = False,
     degradation: Annotated[
-        str, typer.Option(help="bicubic (the standard protocol) or realistic (real-world photos).")
-    ] = "bicubic",
+        Literal["bicubic", "realistic"] | None,
+        typer.Option(
+            help="bicubic: the standard protocol; realistic: real-world photos [bicubic]."
+        ),
+    ] = None,
     preset: Annotated[
-        str, typer.Option(help="Realistic degradation: light, standard, heavy or no-noise.")
-    ] = "standard",
+        Preset | None, typer.Option(help="Strength of the realistic degradation [standard].")
+    ] = None,
     val_track: Annotated[
-        str,
-        typer.Option(help="Degradation validation scores on: clean, jpeg50, noise10-jpeg70, ..."),
-    ] = "clean",
+        TrackName | None,
+        typer.Option(help="The fixed input degradation validation scores on [clean]."),
+    ] = None,
 ) -> None:
-    """Train a model on folders of images; validation PSNR per epoch goes to RUN_DIR/log.csv."""
-    import torch
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    """Train a model on folders of images; validation PSNR per epoch goes to RUN_DIR/log.csv.
 
-    from superres.training.trainer import TrainConfig, Trainer
+    Several processes: torchrun --nproc-per-node N -m superres train ... (docs/scaling.md).
+    """
+    from superres.apps.train import run_training
 
-    if threads:
-        torch.set_num_threads(threads)
-    config = TrainConfig(
-        model=model,
-        scale=scale,
-        train=[str(p) for p in train],
-        val=str(val) if val else None,
-        steps=steps,
-        epoch_steps=epoch_steps,
-        batch_size=batch_size,
-        patch_size=patch_size,
-        lr=lr,
-        loss=loss,
-        seed=seed,
-        precision=precision,
-        init=str(init) if init else None,
-        degradation=degradation,
-        degradation_preset=preset,
-        val_track=val_track,
-    )
-    trainer = Trainer(config, output)
-    if resume:
-        trainer.resume()
-    elif (output / "checkpoint.pt").exists():
-        raise SuperresError(f"{output} already holds a run: pass --resume or choose another folder")
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("loss {task.fields[loss]:.5f}"),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=err, disable=not err.is_terminal) as progress:
-        task = progress.add_task(f"{model} x{scale}", total=steps, completed=trainer.step, loss=0.0)
-        trainer.run(
-            on_step=lambda step, value: progress.update(task, completed=step, loss=value),
-            on_epoch=lambda report: progress.console.print(_epoch_line(report), highlight=False),
-        )
-    out.print(f"weights: {output / 'model.safetensors'}")
-
-
-def _epoch_line(report) -> str:
-    psnr = format_number(report.val_psnr, 2)
-    return (
-        f"epoch {report.epoch}: step {report.step}, loss {report.loss:.5f}, val PSNR {psnr}, "
-        f"{report.seconds:.0f} s"
-    )
+    given = {
+        "model": model,
+        "scale": scale,
+        "train": [str(p) for p in train] if train else None,
+        "val": str(val) if val else None,
+        "steps": steps,
+        "epoch_steps": epoch_steps,
+        "batch_size": batch_size,
+        "patch_size": patch_size,
+        "lr": lr,
+        "loss": loss,
+        "seed": seed,
+        "precision": precision,
+        "init": str(init) if init else None,
+        "degradation": degradation,
+        "degradation_preset": preset,
+        "val_track": val_track,
+    }
+    options = {key: value for key, value in given.items() if value is not None}
+    run_training(options, output, resume, device, threads, out, err)
 
 
 def _split_list(value: str) -> list[str]:
@@ -356,20 +385,24 @@ def benchmark_command(
         list[Path], typer.Option(help="Reference folders, e.g. Set5 (repeatable).")
     ],
     models: Annotated[
-        str, typer.Option(help="Comma-separated: bicubic, srcnn, ...")
+        str, typer.Option(help="Comma-separated: bicubic, srcnn, ...", metavar="LIST")
     ] = "bicubic,srcnn",
-    scales: Annotated[str, typer.Option(help="Comma-separated scales.")] = "2,3,4",
+    scales: Annotated[str, typer.Option(help="Comma-separated scales.", metavar="LIST")] = "2,3,4",
     csv_path: Annotated[Path | None, typer.Option("--csv")] = None,
     json_path: Annotated[Path | None, typer.Option("--json")] = None,
     markdown_path: Annotated[Path | None, typer.Option("--markdown")] = None,
-    backend: Annotated[str, typer.Option(help="pytorch or onnxruntime.")] = "pytorch",
+    backend: Annotated[FixedBackend, typer.Option(help="onnxruntime needs superres[onnx].")] = (
+        "pytorch"
+    ),
     precision: Annotated[
-        str, typer.Option(help="fp32, or bf16 on CPUs with native bf16 (fixed, not auto).")
+        FixedPrecision, typer.Option(help="bf16 needs a CPU with native bf16 (fixed, not auto).")
     ] = "fp32",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, metavar="DEVICE")] = "auto",
     tracks: Annotated[
         str,
         typer.Option(
             "--track",
+            metavar="LIST",
             help=f"Comma-separated input degradations: {', '.join(TRACKS)} (clean: the papers').",
         ),
     ] = "clean",
@@ -386,7 +419,7 @@ def benchmark_command(
     except ValueError as error:
         raise SuperresError(f"--scales takes whole numbers like 2,3,4: {error}") from error
     results = benchmark(
-        _split_list(models), scale_list, datasets, backend, precision, _split_list(tracks)
+        _split_list(models), scale_list, datasets, backend, precision, _split_list(tracks), device
     )
     rows = benchmark_rows(results, PUBLISHED)
     table = benchmark_markdown(rows)
@@ -403,7 +436,9 @@ def benchmark_command(
 def import_keras_command(
     weights: Annotated[Path, typer.Argument(help="The tutorial's Keras .h5 weights.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write .safetensors.")],
-    arch: Annotated[str, typer.Option(help="Architecture the file holds.")] = "srcnn-tutorial",
+    arch: Annotated[
+        str, typer.Option(help="Architecture the file holds.", metavar="NAME")
+    ] = "srcnn-tutorial",
 ) -> None:
     """Convert the Keras SRCNN tutorial's weights to safetensors (no pickle involved)."""
     from superres.engine.tutorial import import_keras_weights
@@ -462,16 +497,50 @@ def tutorial_deploy_command(
     batch.finish(len(rows))
 
 
+# Off a terminal (nohup, CI) the bars are off; a long file then shows a line this often.
+PLAIN_PROGRESS_SECONDS = 30.0
+
+
+def _file_progress(
+    progress: RichProgress, task: TaskID, source: Path, unit: str
+) -> Callable[[int, int], None]:
+    """Advance ``task`` with frames (or tiles) per second, and print that as plain lines when
+    there is no terminal to show the bar on."""
+    last_line = time.monotonic()
+
+    def update(done: int, total: int) -> None:
+        nonlocal last_line
+        progress.update(task, completed=done, total=total)
+        state = next(each for each in progress.tasks if each.id == task)
+        speed = state.speed
+        rate = f"{speed:.1f} {'fps' if unit == 'frames' else 'tiles/s'}" if speed else ""
+        progress.update(task, rate=rate)
+        if progress.disable and time.monotonic() - last_line >= PLAIN_PROGRESS_SECONDS:
+            last_line = time.monotonic()
+            left = state.time_remaining
+            eta = f", {left:.0f} s left" if left is not None else ""
+            err.print(
+                f"{source}: {done}/{total} {unit}, {rate or 'measuring'}{eta}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+
+    return update
+
+
 @app.command("upscale")
 def upscale_command(
     inputs: Inputs,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (or file).")],
-    model: Annotated[str, typer.Option(help="Model name; see `superres models`.")] = "default",
+    model: Annotated[
+        str, typer.Option(help="Model name; see `superres models`.", metavar="NAME")
+    ] = "default",
     scale: Annotated[int, typer.Option("--scale", "-s", help="Model scale: 2, 3 or 4.")] = 4,
     outscale: Annotated[
         float | None, typer.Option(help="Final size factor, e.g. 1.5 or 5 (resampled).")
     ] = None,
-    tile: Annotated[str, typer.Option(help=TILE_HELP)] = "auto",
+    tile: Annotated[str, typer.Option(help=TILE_HELP, metavar="SIDE|auto")] = "auto",
     fmt: Annotated[
         str | None, typer.Option("--format", help="png, jpg, webp or tiff (default: as input).")
     ] = None,
@@ -480,17 +549,42 @@ def upscale_command(
         bool, typer.Option("--overwrite", help="Replace existing outputs.")
     ] = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
-    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
-    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, metavar="DEVICE")] = "auto",
+    precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = "auto",
+    backend: Annotated[Backend, typer.Option(help=BACKEND_HELP)] = "auto",
     denoise: Annotated[
         float | None,
         typer.Option(
             help="real only: 0 keeps the photo's texture and noise, 1 (default) cleans them."
         ),
     ] = None,
+    video_codec: Annotated[
+        VideoCodec | None,
+        typer.Option(
+            "--video-codec", help="Videos: default h264 (vp9 in .webm); audio is copied as is."
+        ),
+    ] = None,
+    crf: Annotated[
+        int | None,
+        typer.Option(
+            help="Video quality, lower is better and larger (default: h264 18, h265 20, "
+            "vp9 and av1 30)."
+        ),
+    ] = None,
+    executor: Annotated[
+        Literal["local", "ray"],
+        typer.Option(help="ray: files across a Ray cluster's workers (superres[distributed])."),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster: host:port, ray://host:10001 or auto (default: start one here).",
+            metavar="ADDRESS",
+        ),
+    ] = None,
 ) -> None:
-    """Enlarge images with a model; existing outputs are skipped, so a stopped batch resumes."""
+    """Enlarge images, animations and videos with a model; existing outputs are skipped, so a
+    stopped batch resumes."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -499,18 +593,24 @@ def upscale_command(
         TimeRemainingColumn,
     )
 
-    from superres.engine.batch import check_target, plan_jobs, protected_paths, upscale_file
-    from superres.engine.inference import Upscaler
+    from superres.engine.batch import (
+        check_target,
+        is_video,
+        plan_jobs,
+        protected_paths,
+        upscale_file,
+    )
+    from superres.engine.inference import Upscaler, check_outscale
+    from superres.imageio.video import VideoOptions
     from superres.models import load_model
 
-    if outscale is not None and not 0 < outscale <= 16:
-        raise SuperresError(f"--outscale must be above 0 and at most 16, got {outscale}")
+    check_outscale(outscale, "--outscale")
     if fmt is not None and fmt.lower() not in ("png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"):
         raise SuperresError(f"unknown --format {fmt!r}; choose png, jpg, webp or tiff")
     if not 1 <= quality <= 100:
         raise SuperresError(f"--quality must be between 1 and 100, got {quality}")
-    upscaler = Upscaler(
-        load_model(model, scale),
+    video = VideoOptions(video_codec, crf)
+    options = dict(
         tile=tile,
         device=device,
         threads=threads,
@@ -518,6 +618,14 @@ def upscale_command(
         backend=backend,
         denoise=denoise,
     )
+    if executor == "ray":
+        from superres.engine.ray_executor import WorkerSettings
+
+        per_file = {"outscale": outscale, "quality": quality, "video": video}
+        settings = WorkerSettings(model, scale, options, per_file)
+        _upscale_on_ray(inputs, output, fmt, overwrite, settings, ray_address)
+        return
+    upscaler = Upscaler(load_model(model, scale), **options)
     chosen = upscaler.runtime.describe()
     out.print(f"{upscaler.model.name} x{upscaler.scale}: {chosen}", highlight=False)
     batch = Batch()
@@ -533,44 +641,112 @@ def upscale_command(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
     ]
     with Progress(*columns, console=err, disable=not err.is_terminal) as progress:
-        overall = progress.add_task("images", total=len(jobs))
-        tiles = progress.add_task("tiles", total=None)
+        overall = progress.add_task("images", total=len(jobs), rate="")
+        tiles = progress.add_task("tiles", total=None, rate="")
         for job in jobs:
             try:
                 if not check_target(job, protected, overwrite, claimed):
                     skipped += 1
-                    out.print(f"skip {job.target} (exists; --overwrite replaces it)", **verbatim)
+                    out.print(_skip_line(job), **verbatim)
                     continue
-                progress.update(tiles, description=job.source.name, completed=0, total=None)
-                size = upscale_file(
+                unit = "frames" if is_video(job.source) else "tiles"
+                progress.reset(tiles, description=job.source.name, total=None, rate="")
+                summary = upscale_file(
                     upscaler,
                     job,
                     outscale,
                     quality,
-                    lambda done, total: progress.update(tiles, completed=done, total=total),
+                    _file_progress(progress, tiles, job.source, unit),
+                    video,
                 )
                 written += 1
-                out.print(f"{job.source} -> {job.target} ({size[0]}x{size[1]})", **verbatim)
+                _print_written(job, summary)
             except Exception as error:
                 batch.report(error, job.source)
             finally:
                 progress.advance(overall)
+    _finish_upscale(batch, written, skipped)
+
+
+def _skip_line(job: Job) -> str:
+    return f"skip {job.target} (exists; --overwrite replaces it)"
+
+
+def _print_written(job: Job, summary: FileSummary) -> None:
+    """The file's line, after a ``note:`` line (on stderr) for each remark, file names verbatim
+    (a "[red]" in a name is not markup)."""
+    verbatim = {"highlight": False, "markup": False, "soft_wrap": True}
+    for remark in summary.notes:
+        err.print(f"note: {job.source}: {remark}", **verbatim)
+    width, height = summary.size
+    out.print(f"{job.source} -> {job.target} ({width}x{height})", **verbatim)
+
+
+def _finish_upscale(batch: Batch, written: int, skipped: int) -> None:
     summary = f"{written} written, {skipped} skipped, {batch.failures} failed"
     if not batch.failures:
         out.print(summary, highlight=False)
     batch.finish(written, summary)
 
 
+def _upscale_on_ray(
+    inputs: list[Path],
+    output: Path,
+    fmt: str | None,
+    overwrite: bool,
+    settings: WorkerSettings,
+    address: str | None,
+) -> None:
+    """`upscale --executor ray`: the local path's plan, skips and lines; the files themselves
+    go to a pool of Ray workers (superres.engine.ray_executor)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from superres.engine.batch import check_target, plan_jobs, protected_paths
+    from superres.engine.ray_executor import RayPool
+
+    pool = RayPool(settings, address)  # Ray missing: one line, before any work
+    batch = Batch()
+    jobs, missing = plan_jobs(inputs, output, fmt)
+    for path in missing:
+        batch.report(SuperresError(f"{path}: no such file or folder"))
+    protected, claimed = protected_paths(jobs), {}
+    verbatim = {"highlight": False, "markup": False, "soft_wrap": True}
+    runnable, written, skipped = [], 0, 0
+    for job in jobs:
+        try:
+            if check_target(job, protected, overwrite, claimed):
+                runnable.append(job)
+            else:
+                skipped += 1
+                out.print(_skip_line(job), **verbatim)
+        except Exception as error:
+            batch.report(error, job.source)
+    if runnable:
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+        with pool, Progress(*columns, console=err, disable=not err.is_terminal) as progress:
+            out.print(pool.start(len(runnable)), highlight=False)
+            task = progress.add_task("images", total=len(runnable))
+            for job, result in pool.run(runnable):
+                if isinstance(result, Exception):
+                    batch.report(result, job.source)
+                else:
+                    written += 1
+                    _print_written(job, result)
+                progress.advance(task)
+    _finish_upscale(batch, written, skipped)
+
+
 @app.command("models")
 def models_command() -> None:
-    """The shipped models: scale, parameters, file size, Set5 PSNR and how `auto` runs them here."""
+    """The shipped models: scale, parameters, file size, validation PSNR, how `auto` runs them."""
     import torch
 
     from superres.engine.runtime import resolve_runtime
-    from superres.models.registry import ALIASES, shipped_models
+    from superres.models.registry import ALIASES, shipped_models, stray_weight_files
 
     rows = []
     for entry in shipped_models():
@@ -582,15 +758,27 @@ def models_command() -> None:
                 f"x{entry.scale}",
                 f"{entry.parameters:,}",
                 f"{entry.file_kib:.0f} KiB",
-                entry.metadata.get("val_psnr", "-") or "-",
+                _validation_label(entry.metadata),
                 entry.metadata.get("steps", "-"),
                 f"{choice.precision} {choice.tile}"
                 + ("" if choice.backend == "pytorch" else f" {choice.backend}"),
             ]
         )
     # "auto runs": the precision and tile (and backend, when not PyTorch) auto picks here.
-    columns = ["model", "scale", "parameters", "file", "Set5 dB", "steps", "auto runs"]
+    columns = ["model", "scale", "parameters", "file", "val PSNR dB", "steps", "auto runs"]
     out.print(rich_table("shipped models", columns, rows))
+    for path in stray_weight_files():
+        err.print(f"ignored {path}: not named NAME-xSCALE.safetensors", highlight=False)
+
+
+def _validation_label(metadata: dict[str, str]) -> str:
+    """E.g. "31.43 (Set5)" or "27.90 (Set5, noise10-jpeg70)": which set and which inputs."""
+    psnr = metadata.get("val_psnr")
+    if not psnr:
+        return "-"
+    track = json.loads(metadata.get("training", "{}")).get("val_track", "clean")
+    where = ", ".join(x for x in (metadata.get("validation_data"), track) if x and x != "clean")
+    return f"{psnr[:5]} ({where})" if where else psnr[:5]
 
 
 @app.command("demo")
@@ -598,9 +786,9 @@ def demo_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")] = Path(
         "superres-demo"
     ),
-    models: Annotated[str, typer.Option(help="Comma-separated methods to compare.")] = (
-        "default,srcnn"
-    ),
+    models: Annotated[
+        str, typer.Option(help="Comma-separated methods to compare.", metavar="LIST")
+    ] = ("default,srcnn"),
     scale: Annotated[int, typer.Option("--scale", "-s")] = 3,
 ) -> None:
     """The main job on built-in data: enlarge a shrunk sample photo, score, figure, report."""
@@ -622,20 +810,43 @@ def demo_command(
 
 @app.command("serve")
 def serve_command(
-    host: Annotated[str, typer.Option(help="Address to bind (default: localhost only).")] = (
-        "127.0.0.1"
-    ),
+    host: Annotated[
+        str, typer.Option(help="Address to bind (default: localhost only).", metavar="HOST")
+    ] = ("127.0.0.1"),
     port: Annotated[int, typer.Option()] = 8000,
-    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, MB.")] = 20.0,
-    max_pixels: Annotated[int, typer.Option(help="Largest input image, pixels.")] = 16_000_000,
-    workers: Annotated[int, typer.Option(help="Images processed at once.")] = 1,
-    precision: Annotated[str, typer.Option(help=PRECISION_HELP)] = "auto",
-    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
-    tile: Annotated[str, typer.Option(help=TILE_HELP)] = "auto",
+    max_upload_mb: Annotated[
+        float, typer.Option(help="Largest upload accepted, MB.")
+    ] = LIMITS.max_upload_mb,
+    max_pixels: Annotated[
+        int, typer.Option(help="Largest input image, pixels.")
+    ] = LIMITS.max_pixels,
+    workers: Annotated[int, typer.Option(help="Images processed at once.")] = LIMITS.workers,
+    precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = "auto",
+    backend: Annotated[Backend, typer.Option(help=BACKEND_HELP)] = "auto",
+    tile: Annotated[str, typer.Option(help=TILE_HELP, metavar="SIDE|auto")] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, metavar="DEVICE")] = "auto",
+    memory_budget_mb: Annotated[
+        float, typer.Option(help="Memory all requests in flight may claim, MB; beyond it, 503.")
+    ] = LIMITS.memory_budget_mb,
+    max_work: Annotated[
+        float,
+        typer.Option(help="Work one request may take, G multiply-adds (output pixels x model)."),
+    ] = LIMITS.max_request_gmacs,
+    max_pending_work: Annotated[
+        float, typer.Option(help="Work all queued requests may take, G multiply-adds; beyond, 503.")
+    ] = LIMITS.max_pending_gmacs,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Another name clients use for this server (repeatable; * for any).", metavar="NAME"
+        ),
+    ] = None,
 ) -> None:
     """A web page and an HTTP API for upscaling."""
-    from superres.apps.web.server import run
+    device = str(resolve_device(device))  # an absent device fails now, not at the first upload
+    from superres.extras import require
 
+    run = require("superres.apps.web.server", "web", "superres serve").run
     run(
         host=host,
         port=port,
@@ -645,6 +856,11 @@ def serve_command(
         precision=precision,
         backend=backend,
         tile=tile,
+        device=device,
+        memory_budget_mb=memory_budget_mb,
+        max_request_gmacs=max_work,
+        max_pending_gmacs=max_pending_work,
+        allow_hosts=allow_host or (),
     )
 
 
@@ -654,11 +870,12 @@ def report_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Report folder.")],
     scale: Annotated[int, typer.Option("--scale", "-s", help="SR scale: 2, 3 or 4.")] = 3,
     models: Annotated[
-        str, typer.Option(help="Comma-separated methods; bicubic is always included.")
+        str,
+        typer.Option(help="Comma-separated methods; bicubic is always included.", metavar="LIST"),
     ] = "bicubic,srcnn",
     degradation: Annotated[
-        str,
-        typer.Option("--degrade", help="standard (MATLAB bicubic) or bilinear (tutorial)."),
+        Literal["standard", "bilinear"],
+        typer.Option("--degrade", help="standard: MATLAB bicubic; bilinear: the tutorial's."),
     ] = "standard",
     runs: Annotated[
         list[Path] | None, typer.Option("--runs", help="Training run folder to plot (repeatable).")
@@ -718,25 +935,23 @@ def pair_denoise_command(
 @app.command("export")
 def export_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write (.onnx).")],
-    model: Annotated[str, typer.Option(help="Shipped model name.")] = "default",
+    model: Annotated[str, typer.Option(help="Shipped model name.", metavar="NAME")] = "default",
     scale: Annotated[int, typer.Option("--scale", "-s")] = 4,
-    fmt: Annotated[str, typer.Option("--format", help="Only onnx for now.")] = "onnx",
+    fmt: Annotated[Literal["onnx"], typer.Option("--format", help="The export format.")] = "onnx",
 ) -> None:
     """Export a model's network (dynamic height and width), verified against PyTorch."""
     from superres.engine.export import OnnxRuntimeNetwork, export_onnx, max_difference
     from superres.models import load_model
 
-    if fmt != "onnx":
-        raise SuperresError(f"unknown export format {fmt!r}; only onnx is supported")
     loaded = load_model(model, scale)
     path = export_onnx(loaded, output)
-    sizes = [(17, 23), (40, 31), (64, 64)]
+    sizes = [(1, 1), (1, 9), (17, 23), (40, 31), (64, 64)]
     worst = max_difference(loaded, OnnxRuntimeNetwork(path.read_bytes()), sizes)
     if worst > 1e-4:
         raise SuperresError(f"{path}: ONNX differs from PyTorch by {worst:.2e}; do not use it")
     out.print(
         f"{path}: {loaded.name} x{loaded.scale}; matches PyTorch within {worst:.1e} "
-        f"on {len(sizes)} random sizes",
+        f"on random inputs of {', '.join(f'{w}x{h}' for h, w in sizes)} pixels",
         highlight=False,
     )
 
@@ -763,7 +978,21 @@ def common(
 
 def main() -> None:
     try:
-        app()
+        # Not standalone: click's usage errors become our one line instead of usage + error.
+        code = app(standalone_mode=False)
+    except _click.exceptions.NoArgsIsHelpError as error:
+        out.print(error.format_message(), highlight=False, markup=False)
+        sys.exit(error.exit_code)
+    except _click.exceptions.UsageError as error:
+        hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
+        fail(f"{error.format_message()}{hint}")
+        sys.exit(error.exit_code)
+    except _click.exceptions.ClickException as error:
+        fail(error.format_message())
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        fail("interrupted")
+        sys.exit(130)
     except SuperresError as error:
         fail(str(error))
         sys.exit(2)
@@ -775,3 +1004,4 @@ def main() -> None:
             raise
         fail(describe_unexpected(error))
         sys.exit(3)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from superres.engine.inference import Progress, Upscaler
+from superres.engine.video import upscale_animation, upscale_video
 from superres.errors import ImageWriteError
+from superres.imageio.animation import ANIMATION_EXTENSIONS, is_animation
 from superres.imageio.files import (
     IMAGE_EXTENSIONS,
     find_images,
@@ -15,6 +17,24 @@ from superres.imageio.files import (
     read_image,
     write_image,
 )
+from superres.imageio.video import DEFAULT_OPTIONS, VIDEO_EXTENSIONS, VideoOptions
+
+# What a folder is searched for: still images, animations and videos.
+MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | ANIMATION_EXTENSIONS | VIDEO_EXTENSIONS
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class FileSummary:
+    """What one file became: frames written (1 for a still image), output size (width,
+    height), and the remarks worth a line (a stream the output container cannot hold)."""
+
+    frames: int
+    size: tuple[int, int]
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -34,10 +54,11 @@ def plan_jobs(
     of an earlier run: enlarging them again would nest copies on every resumed run.
     """
     inputs = list(inputs)
-    files, missing = find_images(inputs)
-    single = len(inputs) == 1 and inputs[0].is_file() and output.suffix.lower() in IMAGE_EXTENSIONS
+    files, missing = find_images(inputs, MEDIA_EXTENSIONS)
+    single = len(inputs) == 1 and inputs[0].is_file() and output.suffix.lower() in MEDIA_EXTENSIONS
     if single and files:
-        named = output_path_for(output, output.suffix)  # canonical: .jpeg and .jpg agree
+        image_name = output.suffix.lower() in IMAGE_EXTENSIONS
+        named = output_path_for(output, output.suffix) if image_name else output  # .jpeg = .jpg
         if fmt is not None and output_path_for(output, fmt) != named:
             raise ImageWriteError(f"{output}: --format {fmt} contradicts this file name")
         return [Job(files[0][0], output)], missing
@@ -45,7 +66,11 @@ def plan_jobs(
     results = output.resolve()
     if results not in folders and any(results.is_relative_to(folder) for folder in folders):
         files = [(path, rel) for path, rel in files if not path.resolve().is_relative_to(results)]
-    return [Job(path, output_path_for(output / relative, fmt)) for path, relative in files], missing
+    jobs = [  # --format is for images: a video keeps its container
+        Job(path, output_path_for(output / relative, None if is_video(path) else fmt))
+        for path, relative in files
+    ]
+    return jobs, missing
 
 
 def check_target(
@@ -71,12 +96,20 @@ def upscale_file(
     outscale: float | None = None,
     quality: int = 95,
     progress: Progress | None = None,
-) -> tuple[int, int]:
-    """Read, enlarge and atomically write one image (metadata carried); returns the output size."""
+    video: VideoOptions = DEFAULT_OPTIONS,
+) -> FileSummary:
+    """Read, enlarge and atomically write one image (metadata carried), animation or video
+    (``progress`` then counts frames)."""
+    if is_video(job.source):
+        summary = upscale_video(upscaler, job.source, job.target, outscale, video, progress)
+        return FileSummary(summary.frames, summary.size, summary.notes)
+    if is_animation(job.source):
+        summary = upscale_animation(upscaler, job.source, job.target, outscale, quality, progress)
+        return FileSummary(summary.frames, summary.size)
     image = read_image(job.source)
     result = upscaler.upscale(image.pixels, outscale, progress)
     write_image(job.target, result, icc_profile=image.icc_profile, exif=image.exif, quality=quality)
-    return result.shape[1], result.shape[0]
+    return FileSummary(1, (result.shape[1], result.shape[0]))
 
 
 def protected_paths(jobs: Iterable[Job]) -> set[Path]:

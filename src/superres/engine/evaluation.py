@@ -55,7 +55,7 @@ def bicubic_enlarger(scale: int) -> Enlarger:
 
 
 def enlarger_for(
-    method: str, scale: int, backend: str = "pytorch", precision: str = "fp32"
+    method: str, scale: int, backend: str = "pytorch", precision: str = "fp32", device: str = "cpu"
 ) -> Enlarger:
     """``bicubic`` or a model name -> a function from LR pixels to SR pixels.
 
@@ -64,7 +64,9 @@ def enlarger_for(
     """
     if method == "bicubic":
         return bicubic_enlarger(scale)
-    return Upscaler(method, scale, DEFAULT_TILE, precision=precision, backend=backend).upscale
+    return Upscaler(
+        method, scale, DEFAULT_TILE, device=device, precision=precision, backend=backend
+    ).upscale
 
 
 def low_resolution_pair(
@@ -136,6 +138,7 @@ def benchmark(
     backend: str = "pytorch",
     precision: str = "fp32",
     tracks: Sequence[str] = ("clean",),
+    device: str = "cpu",
 ) -> list[EvaluationResult]:
     """Every method at every scale on every dataset and input track (standard protocol)."""
     for name in tracks:
@@ -144,7 +147,7 @@ def benchmark(
     results = []
     for method in methods:
         for scale in scales:
-            enlarge = enlarger_for(canonical_method(method), scale, backend, precision)
+            enlarge = enlarger_for(canonical_method(method), scale, backend, precision, device)
             for name, references in loaded:
                 for degradation in tracks:
                     results.append(

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from superres.errors import SuperresError
+from superres.atomic import replacing
+from superres.extras import require
 from superres.models import LoadedModel
 
 OPSET = 17
@@ -45,8 +46,7 @@ def _export(model: LoadedModel, sample: torch.Tensor, buffer: io.BytesIO) -> Non
 
 def export_onnx(model: LoadedModel, path: Path) -> Path:
     """Write the ONNX graph atomically, with the weights' metadata as model properties."""
-    import onnx
-
+    onnx = require("onnx", "onnx", "ONNX export")
     graph = onnx.load_from_string(onnx_bytes(model))
     for key, value in {
         **model.metadata,
@@ -55,13 +55,8 @@ def export_onnx(model: LoadedModel, path: Path) -> Path:
     }.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.part")
-    try:
-        onnx.save(graph, str(temp))
-        temp.replace(path)
-    finally:
-        temp.unlink(missing_ok=True)
+    with replacing(path) as temporary:
+        onnx.save(graph, str(temporary))
     return path
 
 
@@ -69,12 +64,7 @@ class OnnxRuntimeNetwork:
     """Calls an ONNX Runtime session like the torch network it was exported from."""
 
     def __init__(self, graph: bytes, threads: int | None = None) -> None:
-        try:
-            import onnxruntime
-        except ImportError as error:
-            raise SuperresError(
-                "the onnxruntime backend needs: pip install 'superres[onnx]'"
-            ) from error
+        onnxruntime = require("onnxruntime", "onnx", "the onnxruntime backend")
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -9,12 +9,14 @@ their centres are kept, so the result equals an untiled run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import cv2
 import numpy as np
 import torch
 
-from superres.engine.runtime import AUTO, resolve_runtime
+from superres.engine.devices import AUTOCAST_DTYPES, release_cached_memory, resolve_device
+from superres.engine.runtime import AUTO, MIN_TILE, resolve_runtime
 from superres.errors import SuperresError
 from superres.imageio.alpha import colour_channel_count
 from superres.imageio.color import RGB_TO_YCBCR, YCBCR_OFFSET, YCBCR_TO_RGB
@@ -22,6 +24,17 @@ from superres.models import LoadedModel, load_model
 from superres.models.layers import MatlabBicubicUpsample
 
 Progress = Callable[[int, int], None]
+
+MAX_OUTSCALE = 16.0  # beyond it, an output of a few megapixels in becomes gigapixels out
+
+
+def check_outscale(outscale: float | None, option: str = "outscale") -> None:
+    """Refuse a factor outside (0, MAX_OUTSCALE], naming the option the user set."""
+    if outscale is not None and not 0 < outscale <= MAX_OUTSCALE:
+        raise SuperresError(
+            f"{option} must be above 0 and at most {MAX_OUTSCALE:g}, got {outscale}"
+        )
+
 
 _TO_YCBCR = torch.tensor(RGB_TO_YCBCR / 255.0, dtype=torch.float32)
 _FROM_YCBCR = torch.tensor(YCBCR_TO_RGB * 255.0, dtype=torch.float32)
@@ -34,16 +47,6 @@ def _rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
 
 def _ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,njhw->nihw", _FROM_YCBCR, ycbcr - _OFFSET)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SuperresError("--device cuda was asked for, but no CUDA device is available")
-    if device not in ("cpu", "cuda"):
-        raise SuperresError(f"unknown device {device!r}; choose cpu, cuda or auto")
-    return torch.device(device)
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -116,9 +119,11 @@ class Upscaler:
             )
         network = self.model.network.to(self.device, memory_format=torch.channels_last).eval()
 
+        dtype = AUTOCAST_DTYPES.get(self.precision)
+
         def run(planes: torch.Tensor) -> torch.Tensor:
             planes = planes.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, torch.bfloat16, self.precision == "bf16"):
+            with torch.autocast(self.device.type, dtype or torch.bfloat16, dtype is not None):
                 return network(planes).float()
 
         return run
@@ -159,6 +164,22 @@ class Upscaler:
         out = out.clamp_(0.0, 1.0).mul_(peak).round_()
         return out.squeeze(0).permute(1, 2, 0).cpu().numpy()
 
+    def _process_or_split(self, tile: np.ndarray, peak: float, cut: int) -> np.ndarray:
+        """:meth:`_process`, or on out-of-memory the same region in smaller tiles (tiling is
+        exact, so the result is the same): half of ``cut``, the side this tile was cut at, unless
+        a failure meanwhile made the tile smaller still. Later tiles and images keep the size."""
+        try:
+            return self._process(tile, peak)
+        except torch.OutOfMemoryError:
+            release_cached_memory(self.device)
+            if self.tile >= cut:
+                if cut <= MIN_TILE:
+                    raise SuperresError(
+                        f"out of memory on {self.device} even with {MIN_TILE}-pixel tiles"
+                    ) from None
+                self.runtime = replace(self.runtime, tile=max(MIN_TILE, cut // 2))
+            return self.upscale(tile)
+
     def upscale(
         self,
         pixels: np.ndarray,
@@ -166,6 +187,7 @@ class Upscaler:
         progress: Progress | None = None,
     ) -> np.ndarray:
         """Enlarge by the model's scale (or resample to ``outscale``), keeping mode and depth."""
+        check_outscale(outscale)
         if pixels.dtype not in (np.uint8, np.uint16):
             raise SuperresError(f"expected 8- or 16-bit pixels, got {pixels.dtype}")
         squeeze = pixels.ndim == 2
@@ -175,13 +197,14 @@ class Upscaler:
         s, grid = self.scale, self.model.contract.size_multiple
         margin = _round_up(self.model.contract.context, grid)
         out = np.empty((height * s, width * s, channels), dtype=pixels.dtype)
-        boxes = list(tile_boxes(height, width, _round_up(self.tile, grid)))
+        cut = self.tile
+        boxes = list(tile_boxes(height, width, _round_up(cut, grid)))
         for done, (top, left, bottom, right) in enumerate(boxes, start=1):
             pad_top, pad_left = max(0, top - margin), max(0, left - margin)
             padded = image[
                 pad_top : min(height, bottom + margin), pad_left : min(width, right + margin)
             ]
-            result = self._process(padded, peak)
+            result = self._process_or_split(padded, peak, cut)
             dy, dx = (top - pad_top) * s, (left - pad_left) * s
             core = result[dy : dy + (bottom - top) * s, dx : dx + (right - left) * s]
             out[top * s : bottom * s, left * s : right * s] = core  # already rounded

@@ -5,7 +5,9 @@
 size, and whether bf16 is worth it (faster, and under ``BF16_MAX_COST_DB`` of Set5 PSNR).
 ``"auto"`` precision, backend and tile resolve against that table. An entry belongs to the
 exact weights measured (their SHA-256), so retrained or private weights, other devices, and
-a missing table all fall back to fp32 on PyTorch with ``DEFAULT_TILE``.
+a missing table all fall back to fp32 on PyTorch with ``DEFAULT_TILE``. On a CUDA device
+(not measured here) ``auto`` takes the table's bf16 quality cost only, and a tile that fits
+the GPU's free memory (see :mod:`superres.engine.devices`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import torch
 
+from superres.engine.devices import check_gpu_precision, fitting_tile, gpu_bf16_supported
 from superres.errors import ModelError, SuperresError
 from superres.models import LoadedModel
 from superres.models.registry import weights_dir
@@ -65,13 +68,15 @@ def onnxruntime_available() -> bool:
 
 
 def check_precision(precision: str, device: torch.device) -> str:
-    """fp32, or bf16 where the CPU computes it natively (emulated bf16 is slower than fp32)."""
+    """fp32; bf16 where the device computes it natively (emulated bf16 is slower than fp32);
+    fp16 on GPUs."""
     if precision == "fp32":
         return precision
-    if precision != "bf16":
-        raise SuperresError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
-    if device.type == "cpu" and not cpu_has_native_bf16():
+    if precision not in ("bf16", "fp16"):
+        raise SuperresError(f"unknown precision {precision!r}; choose auto, fp32, bf16 or fp16")
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         raise SuperresError("--precision bf16 needs a CPU with AVX512-BF16 or AMX; use fp32")
+    check_gpu_precision(precision, device)
     return precision
 
 
@@ -110,10 +115,32 @@ def measured_defaults(model: LoadedModel) -> dict[str, Any] | None:
     return entry
 
 
-def _tile_size(tile: int | str | None, measured: int) -> int:
-    """An explicit tile side (an int, or digits as typed on a command line) or the measured one."""
+def _auto_precision(entry: dict[str, Any], backend: str, device: torch.device) -> str:
+    """bf16 where its measured Set5 cost is within budget and the device computes it natively;
+    on a CPU also only where it was measured faster. On CUDA the speed is not measured here:
+    autocast is taken to pay, as on GPUs with bf16 tensor cores. fp16 is never chosen alone,
+    its cost being unmeasured."""
+    if backend not in (AUTO, "pytorch") or not bf16_affordable(entry.get("bf16_psnr_cost_db")):
+        return "fp32"
+    if device.type == "cpu":
+        faster = entry.get("precision") == "bf16" and cpu_has_native_bf16()
+        return "bf16" if faster else "fp32"
+    return "bf16" if gpu_bf16_supported(device) else "fp32"
+
+
+def _default_tile(model: LoadedModel, device: torch.device, measured: int | None) -> int:
+    """The measured tile on a CPU; on CUDA one that fits the free memory; else the fallback."""
+    if measured is not None:
+        return int(measured)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return max(MIN_TILE, fitting_tile(model.network, model.channels, model.scale, device))
+    return DEFAULT_TILE
+
+
+def _tile_size(tile: int | str | None) -> int | None:
+    """An explicit tile side (an int, or digits as typed on a command line); None for auto."""
     if tile is None or tile == AUTO:
-        return measured
+        return None
     try:
         size = int(tile)
     except ValueError:
@@ -132,24 +159,23 @@ def resolve_runtime(
 ) -> RuntimeChoice:
     """Explicit values as given; ``auto`` ones from the measured entry, if it speaks for here.
 
-    Measurements are CPU ones, so other devices get the fallbacks. bf16 needs native support
-    and a measured gain within the quality budget; onnxruntime needs its extra installed.
+    Speed measurements are CPU ones, so other devices get the fallbacks, except that a GPU
+    takes the measured bf16 quality cost (the rounding is the format's, not the device's).
+    bf16 needs native support and a cost within the quality budget; onnxruntime needs its
+    extra installed.
     """
     needs_table = AUTO in (precision, backend, tile) or tile is None
-    entry = measured_defaults(model) if needs_table and device.type == "cpu" else None
-    known = entry or {}
+    entry = (measured_defaults(model) if needs_table else None) or {}
+    known = entry if device.type == "cpu" else {}  # speed figures speak for the CPU only
     if precision == AUTO:
-        bf16 = (
-            backend in (AUTO, "pytorch")
-            and known.get("precision") == "bf16"
-            and bf16_affordable(known.get("bf16_psnr_cost_db"))
-            and cpu_has_native_bf16()
-        )
-        precision = "bf16" if bf16 else "fp32"
+        precision = _auto_precision(entry, backend, device)
     precision = check_precision(precision, device)
     if backend == AUTO:
         fastest = known.get("backend", {}).get(precision)
         use_onnx = fastest == "onnxruntime" and precision == "fp32" and onnxruntime_available()
         backend = "onnxruntime" if use_onnx else "pytorch"
-    size = _tile_size(tile, int(known.get("tile", DEFAULT_TILE)))
-    return RuntimeChoice(precision, backend, size, entry is not None)
+    size = _tile_size(tile)
+    if size is None:
+        size = _default_tile(model, device, known.get("tile"))
+    used = bool(known) or (device.type != "cpu" and precision == "bf16")
+    return RuntimeChoice(precision, backend, size, used)

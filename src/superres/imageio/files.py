@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import stat
 import struct
 import threading
@@ -29,6 +28,7 @@ import cv2
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, features
 
+from superres.atomic import create_temporary
 from superres.errors import ImageReadError, ImageTooLargeError, ImageWriteError, NotAnImageError
 from superres.imageio.alpha import has_alpha
 
@@ -79,7 +79,7 @@ _CANONICAL_SUFFIX = {
     "bmp": ".bmp",
 }
 # Largest side each encoder accepts; checked up front for a clear message instead of a codec error.
-_MAX_SIDE = {"JPEG": 65_535, "WEBP": 16_383}
+ENCODER_MAX_SIDE = {"JPEG": 65_535, "WEBP": 16_383}
 
 _EXIF_HEADER = b"Exif\x00\x00"
 _ORIENTATION = ExifTags.Base.Orientation
@@ -449,7 +449,7 @@ def write_image(
     encode = _encoder(target, _checked_pixels(target, pixels, fmt), fmt, icc_profile, exif, quality)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = _create_temporary(target)
+        descriptor, temporary = create_temporary(target)
     except OSError as error:
         raise ImageWriteError(f"{target}: cannot write ({_one_line(error)})") from error
     try:
@@ -536,7 +536,7 @@ def _checked_pixels(target: Path, pixels: np.ndarray, fmt: str) -> np.ndarray:
     height, width = pixels.shape[:2]
     if height == 0 or width == 0:
         raise ImageWriteError(f"{target}: image is empty ({width}x{height})")
-    limit = _MAX_SIDE.get(fmt)
+    limit = ENCODER_MAX_SIDE.get(fmt)
     if limit is not None and max(height, width) > limit:
         raise ImageWriteError(
             f"{target}: {width}x{height} is too large for {fmt} (at most {limit} per side)"
@@ -649,21 +649,6 @@ def _png_with_metadata(
     return [png[:end_of_header], extra, png[end_of_header:]]
 
 
-def _create_temporary(target: Path) -> tuple[int, Path]:
-    """A new hidden file next to ``target`` (same filesystem, so the final rename is atomic).
-
-    os.open with mode 0o666 rather than mkstemp, so the result gets the usual umask-based
-    permissions instead of mkstemp's owner-only 0o600.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        temporary = target.with_name(f".{target.name[:200]}.{secrets.token_hex(4)}.part")
-        try:
-            return os.open(temporary, flags, 0o666), temporary
-        except FileExistsError:
-            continue
-
-
 def _move_into_place(temporary: Path, target: Path, overwrite: bool) -> None:
     if overwrite:
         os.replace(temporary, target)
@@ -685,11 +670,13 @@ def _move_into_place(temporary: Path, target: Path, overwrite: bool) -> None:
 # -------------------------------------------------------------------------------------- find
 
 
-def find_images(inputs: Iterable[str | Path]) -> tuple[list[tuple[Path, Path]], list[Path]]:
+def find_images(
+    inputs: Iterable[str | Path], extensions: frozenset[str] = IMAGE_EXTENSIONS
+) -> tuple[list[tuple[Path, Path]], list[Path]]:
     """Expand files and folders into ``(path, relative path for the output tree)`` pairs.
 
     A file given directly is taken whatever its extension, with its name as relative path.
-    Folders are searched recursively for IMAGE_EXTENSIONS (any case), skipping hidden files
+    Folders are searched recursively for ``extensions`` (any case), skipping hidden files
     and folders, sorted, relative to the folder. Inputs that do not exist come back second.
     """
     found: list[tuple[Path, Path]] = []
@@ -697,7 +684,7 @@ def find_images(inputs: Iterable[str | Path]) -> tuple[list[tuple[Path, Path]], 
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found.extend(_images_below(path))
+            found.extend(_images_below(path, extensions))
         elif path.is_file():
             found.append((path, Path(path.name)))
         else:
@@ -705,12 +692,12 @@ def find_images(inputs: Iterable[str | Path]) -> tuple[list[tuple[Path, Path]], 
     return found, missing
 
 
-def _images_below(folder: Path) -> list[tuple[Path, Path]]:
+def _images_below(folder: Path, extensions: frozenset[str]) -> list[tuple[Path, Path]]:
     found: list[tuple[Path, Path]] = []
     for root, folders, names in os.walk(folder):
         folders[:] = [name for name in folders if not name.startswith(".")]
         for name in names:
-            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+            if name.startswith(".") or Path(name).suffix.lower() not in extensions:
                 continue
             path = Path(root, name)
             if path.is_file():

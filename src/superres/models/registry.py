@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from superres.atomic import replacing
 from superres.errors import ModelError
 from superres.models.autoencoder import Autoencoder
 from superres.models.compact import CompactSR
@@ -32,13 +34,51 @@ from superres.models.srcnn import SRCNN
 
 
 @dataclass(frozen=True)
+class Bound:
+    """What one hyper-parameter may be: a flag, a whole number in [low, high], or ``length``
+    such numbers. Checked before a network is built, so crafted weights metadata can neither
+    allocate terabytes (a width of 200000) nor reach a constructor with a wrong type."""
+
+    low: int = 0
+    high: int = 0
+    length: int | None = None
+    flag: bool = False
+
+    def check(self, value: Any) -> bool:
+        if self.flag:
+            return isinstance(value, bool)
+        values = value if self.length is not None else [value]
+        if self.length is not None and (
+            not isinstance(value, list | tuple) or len(value) != self.length
+        ):
+            return False
+        return all(
+            isinstance(v, int) and not isinstance(v, bool) and self.low <= v <= self.high
+            for v in values
+        )
+
+    def describe(self) -> str:
+        if self.flag:
+            return "true or false"
+        span = f"from {self.low} to {self.high}"
+        return f"{self.length} whole numbers {span}" if self.length else f"a whole number {span}"
+
+
+FLAG = Bound(flag=True)
+WIDTH = Bound(1, 512)  # channels (the shipped models use 12 to 256)
+DEPTH = Bound(0, 64)  # repeated blocks or layers
+
+
+@dataclass(frozen=True)
 class Architecture:
-    """A network family member: how to build it and what it consumes."""
+    """A network family member: how to build it, what it consumes, and the hyper-parameters
+    (with their bounds) it accepts."""
 
     name: str
     build: Callable[..., nn.Module]
     description: str
     hyper: dict[str, Any] = field(default_factory=dict)
+    bounds: dict[str, Bound] = field(default_factory=dict)
 
 
 def _srcnn(kernels: tuple[int, int, int], **extra: Any) -> Callable[..., nn.Module]:
@@ -53,45 +93,64 @@ _SRCNN_PAPER = "Dong et al., SRCNN (TPAMI 2015)"
 # learns only the missing detail, which trains far faster on a CPU); recorded explicitly so that
 # weights say which variant they are.
 _RESIDUAL = {"residual": True}
+_SRCNN_BOUNDS = {"widths": Bound(1, 512, length=2), "residual": FLAG, "valid_outer": FLAG}
+_COMPACT_BOUNDS = {"width": WIDTH, "blocks": DEPTH}
 ARCHITECTURES: dict[str, Architecture] = {
     arch.name: arch
     for arch in (
         Architecture(
-            "srcnn-915", _srcnn((9, 1, 5)), f"{_SRCNN_PAPER}, 9-1-5, 64/32 filters", hyper=_RESIDUAL
+            "srcnn-915",
+            _srcnn((9, 1, 5)),
+            f"{_SRCNN_PAPER}, 9-1-5, 64/32 filters",
+            hyper=_RESIDUAL,
+            bounds=_SRCNN_BOUNDS,
         ),
         Architecture(
-            "srcnn-935", _srcnn((9, 3, 5)), f"{_SRCNN_PAPER}, 9-3-5, 64/32 filters", hyper=_RESIDUAL
+            "srcnn-935",
+            _srcnn((9, 3, 5)),
+            f"{_SRCNN_PAPER}, 9-3-5, 64/32 filters",
+            hyper=_RESIDUAL,
+            bounds=_SRCNN_BOUNDS,
         ),
         Architecture(
-            "srcnn-955", _srcnn((9, 5, 5)), f"{_SRCNN_PAPER}, 9-5-5, 64/32 filters", hyper=_RESIDUAL
+            "srcnn-955",
+            _srcnn((9, 5, 5)),
+            f"{_SRCNN_PAPER}, 9-5-5, 64/32 filters",
+            hyper=_RESIDUAL,
+            bounds=_SRCNN_BOUNDS,
         ),
         Architecture(
             "srcnn-tutorial",
             _srcnn((9, 3, 5), widths=(128, 64), residual=False, valid_outer=True),
             "The Keras SRCNN tutorial's variant: 9-3-5, 128/64 filters, outer layers 'valid'",
+            bounds=_SRCNN_BOUNDS,
         ),
         Architecture(
             "fsrcnn",
             FSRCNN,
             "Dong et al., FSRCNN (ECCV 2016), d=56, s=12, m=4, plus a bicubic skip",
             hyper=_RESIDUAL,
+            bounds={"d": WIDTH, "s": WIDTH, "m": DEPTH, "residual": FLAG},
         ),
         Architecture(
             "espcn",
             ESPCN,
             "Shi et al., ESPCN (CVPR 2016), sub-pixel convolution, plus a bicubic skip",
             hyper=_RESIDUAL,
+            bounds={"widths": Bound(1, 512, length=2), "residual": FLAG},
         ),
         Architecture(
             "autoencoder",
             Autoencoder,
             "Convolutional autoencoder with skip connections (second SR tutorial), RGB",
+            bounds={"widths": Bound(1, 512, length=3)},
         ),
         Architecture(
             "compact",
             CompactSR,
             "superres's compact model: 8 residual blocks at low resolution, pixel shuffle",
             hyper={"width": 32, "blocks": 8},
+            bounds=_COMPACT_BOUNDS,
         ),
         Architecture(
             "real",
@@ -99,6 +158,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             "superres's real-world model: the compact design on RGB, 48 wide, 10 blocks, "
             "trained on the second-order real-world degradation (cleans noise and JPEG)",
             hyper={"width": 48, "blocks": 10},
+            bounds=_COMPACT_BOUNDS,
         ),
     )
 }
@@ -191,10 +251,28 @@ def shipped_weights_path(name: str, scale: int) -> Path:
     return weights_dir() / f"{resolve_name(name)}-x{scale}.safetensors"
 
 
+_WEIGHTS_NAME = re.compile(r"(?P<name>.+)-x(?P<scale>\d+)")
+
+
+def _named_weights() -> list[tuple[Path, str, int]]:
+    """(path, name, scale) of each ``NAME-xS.safetensors`` in the weights folder."""
+    found = []
+    for path in sorted(weights_dir().glob("*.safetensors")):
+        match = _WEIGHTS_NAME.fullmatch(path.stem)
+        if match:
+            found.append((path, match["name"], int(match["scale"])))
+    return found
+
+
+def stray_weight_files() -> list[Path]:
+    """Files in the weights folder that are not named as weights are: ignored, and said so."""
+    named = {path for path, _, _ in _named_weights()}
+    return [p for p in sorted(weights_dir().glob("*.safetensors")) if p not in named]
+
+
 def shipped_scales(name: str) -> list[int]:
     canonical = resolve_name(name)
-    paths = weights_dir().glob(f"{canonical}-x*.safetensors")
-    return sorted(int(p.stem.rsplit("-x", 1)[1]) for p in paths)
+    return sorted(scale for _, found, scale in _named_weights() if found == canonical)
 
 
 KEEP_TEXTURE_PREFIX = "keep_texture."
@@ -212,10 +290,8 @@ def save_weights(path: Path, loaded: LoadedModel) -> None:
                 for k, v in loaded.keep_texture.items()
             }
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.part")
-    save_file(state, str(temporary), metadata=metadata)
-    os.replace(temporary, path)  # a reader never sees half a file
+    with replacing(path) as temporary:  # a reader never sees half a file
+        save_file(state, str(temporary), metadata=metadata)
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -234,10 +310,28 @@ def create_model(name: str, scale: int, **hyper: Any) -> LoadedModel:
     return _build(canonical, scale, {**ARCHITECTURES[canonical].hyper, **hyper})
 
 
+def check_hyper(canonical: str, hyper: Any) -> None:
+    """Refuse, in one line, hyper-parameters the architecture does not take or that are out of
+    bounds (see :class:`Bound`), before anything is allocated."""
+    arch = ARCHITECTURES[canonical]
+    if not isinstance(hyper, dict):
+        raise ModelError(f"{canonical}: hyper-parameters must be a mapping, got {hyper!r}")
+    unknown = sorted(set(hyper) - set(arch.bounds))
+    if unknown:
+        takes = ", ".join(sorted(arch.bounds)) or "none"
+        names = ", ".join(map(repr, unknown))
+        raise ModelError(f"{canonical} has no hyper-parameter {names} (it takes: {takes})")
+    for key, value in sorted(hyper.items()):
+        bound = arch.bounds[key]
+        if not bound.check(value):
+            raise ModelError(f"{canonical}: {key} must be {bound.describe()}, got {value!r}")
+
+
 def _build(canonical: str, scale: int, hyper: dict[str, Any]) -> LoadedModel:
     arch = ARCHITECTURES[canonical]
     if scale not in (2, 3, 4):
         raise ModelError(f"{canonical} supports integer scales 2, 3 and 4, not {scale}")
+    check_hyper(canonical, hyper)
     network = arch.build(scale=scale, **hyper)
     metadata = {"hyper": json.dumps(hyper, sort_keys=True)}
     return LoadedModel(canonical, network, metadata)
@@ -331,5 +425,5 @@ def shipped_models() -> list[ShippedModel]:
     """Every weights file in the package, described from its own metadata."""
     return [
         ShippedModel(load_weights_file(path), path.stat().st_size / 1024)
-        for path in sorted(weights_dir().glob("*.safetensors"))
+        for path, _, _ in _named_weights()
     ]

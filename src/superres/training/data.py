@@ -52,10 +52,26 @@ class Batch:
     high_res: np.ndarray  # (N, C, p, p) float32 in [0, 1]
 
 
+@dataclass(frozen=True)
+class Crop:
+    """Where one patch comes from: a pool image, its top-left corner, rotation and flip."""
+
+    image: int
+    top: int
+    left: int
+    turns: int
+    flip: bool
+
+
 class PatchSampler:
     """Random patches with flips and rotations; the LR side by MATLAB bicubic, or by the
-    real-world model when ``degradation`` is given (seeded by ``(seed, step)``, so a resumed
-    run degrades exactly as an uninterrupted one)."""
+    real-world model when ``degradation`` is given (patch ``k`` of step ``t`` seeded by
+    ``(seed, t, k)``, so a resumed run degrades exactly as an uninterrupted one).
+
+    A batch is the same whatever the number of training processes: every process draws the
+    crops of the whole (global) batch from the shared stream, cheap integers, then cuts and
+    degrades only its ``share``. Shares are disjoint, and their union is the one-process batch.
+    """
 
     def __init__(
         self,
@@ -112,28 +128,36 @@ class PatchSampler:
         self.pool_indices[slot] = incoming
         self.pool[incoming] = self._load(incoming)
 
-    def _patch(self) -> np.ndarray:
-        image = self.pool[self.pool_indices[int(self.rng.integers(len(self.pool_indices)))]]
-        top = int(self.rng.integers(image.shape[0] - self.patch_size + 1))
-        left = int(self.rng.integers(image.shape[1] - self.patch_size + 1))
-        patch = image[top : top + self.patch_size, left : left + self.patch_size]
-        patch = np.rot90(patch, int(self.rng.integers(4)))
-        return patch[:, ::-1] if self.rng.integers(2) else patch
+    def _draw(self) -> Crop:
+        index = self.pool_indices[int(self.rng.integers(len(self.pool_indices)))]
+        height, width = self.pool[index].shape[:2]
+        top = int(self.rng.integers(height - self.patch_size + 1))
+        left = int(self.rng.integers(width - self.patch_size + 1))
+        return Crop(index, top, left, int(self.rng.integers(4)), bool(self.rng.integers(2)))
 
-    def batch(self, size: int, step: int = 0) -> Batch:
+    def _cut(self, crop: Crop) -> np.ndarray:
+        image = self.pool[crop.image]
+        patch = image[
+            crop.top : crop.top + self.patch_size, crop.left : crop.left + self.patch_size
+        ]
+        patch = np.rot90(patch, crop.turns)
+        return patch[:, ::-1] if crop.flip else patch
+
+    def _low_res(self, patch: np.ndarray, step: int, index: int) -> np.ndarray:
+        if self.degradation is None:
+            low = imresize_matlab(patch.astype(np.float64), scale=1.0 / self.scale)
+            return np.clip(np.round(low), 0, 255)
+        rng = np.random.default_rng([self.seed, step, index])
+        return degrade_realistic(patch, self.scale, self.degradation, rng).astype(np.float64)
+
+    def batch(self, size: int, step: int = 0, share: range | None = None) -> Batch:
+        """Patches ``share`` (default: all) of the ``size``-patch batch of ``step``."""
         if self.streaming:
             self._swap_one()
-        patches = [self._patch() for _ in range(size)]
-        if self.degradation is None:
-            low = np.stack(
-                [imresize_matlab(p.astype(np.float64), scale=1.0 / self.scale) for p in patches]
-            )
-            low = np.clip(np.round(low), 0, 255)
-        else:
-            rng = np.random.default_rng([self.seed, step])
-            low = np.stack(
-                [degrade_realistic(p, self.scale, self.degradation, rng) for p in patches]
-            ).astype(np.float64)
+        crops = [self._draw() for _ in range(size)]
+        indices = range(size) if share is None else share
+        patches = [self._cut(crops[k]) for k in indices]
+        low = np.stack([self._low_res(p, step, k) for p, k in zip(patches, indices, strict=True)])
         return Batch(low_res=_planes(low), high_res=_planes(np.stack(patches).astype(np.float64)))
 
 

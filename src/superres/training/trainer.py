@@ -4,35 +4,49 @@ Each "epoch" is a fixed number of steps (patches are sampled, not enumerated);
 after each one the run validates with the standard protocol, appends a row to
 ``log.csv``, and writes ``checkpoint.pt`` (tensors and plain data only, loaded
 with ``weights_only=True``) and ``model.safetensors`` (the shippable weights).
+A stop asked for between epochs (Ctrl-C, SIGTERM) checkpoints the current step.
+Under torchrun (see :mod:`superres.training.distributed`) rank 0 alone writes; ``run.json``
+records each segment of the run with its number of processes.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, Any, Literal
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from superres.atomic import replacing
+from superres.engine.devices import check_gpu_precision
 from superres.engine.evaluation import evaluate, load_references
 from superres.engine.inference import Upscaler
 from superres.errors import SuperresError
 from superres.models import LoadedModel, create_model, load_weights_file, save_weights
 from superres.quality.realistic import RealisticConfig, preset, track
 from superres.training.data import PatchSampler, training_files
+from superres.training.distributed import World
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "model.safetensors"
 LOG = "log.csv"
+RUN = "run.json"
 LOG_FIELDS = ["epoch", "step", "loss", "val_psnr", "val_ssim", "lr", "seconds"]
+Loss = Literal["l1", "mse"]
+TrainPrecision = Literal["fp32", "bf16"]  # fp16 would need loss scaling: not offered
+LOSSES: tuple[Loss, ...] = ("l1", "mse")
+TRAIN_PRECISIONS: tuple[TrainPrecision, ...] = ("fp32", "bf16")
+# Settings a resumed run may change: more steps extend it (the cosine is recomputed).
+EXTENDABLE = ("steps",)
 
 
 @dataclass
@@ -43,13 +57,13 @@ class TrainConfig:
     val: str | None = None
     steps: int = 20_000
     epoch_steps: int = 1_000
-    batch_size: int = 16
+    batch_size: int = 16  # the global batch: split over the processes under torchrun
     patch_size: int = 48  # high-resolution pixels; must be a multiple of scale
     lr: float = 1e-3
-    loss: str = "l1"
+    loss: Loss = "l1"
     seed: int = 0
     pool_megapixels: float = 64.0
-    precision: str = "fp32"
+    precision: TrainPrecision = "fp32"
     hyper: dict = field(default_factory=dict)
     init: str | None = None  # weights file to start from (fine-tuning), same model and scale
     degradation: str = "bicubic"  # or "realistic": the second-order real-world model
@@ -72,12 +86,73 @@ def _cosine_lr(config: TrainConfig, step: int) -> float:
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * step / config.steps))
 
 
+class TrainingInterrupted(SuperresError):
+    """A stop asked for (Ctrl-C, SIGTERM) and honoured: the current step is checkpointed."""
+
+    def __init__(self, step: int, run_dir: Path) -> None:
+        super().__init__(
+            f"stopped at step {step}: checkpoint saved; continue with "
+            f"`superres train -o {run_dir} --resume`"
+        )
+        self.step = step
+
+
 def _loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if name == "l1":
         return F.l1_loss
     if name == "mse":
         return F.mse_loss
-    raise SuperresError(f"unknown loss {name!r}; choose l1 or mse")
+    raise SuperresError(f"unknown loss {name!r}; choose {' or '.join(LOSSES)}")
+
+
+def _check_precision(precision: str, device: torch.device) -> None:
+    """A typo must not silently train in fp32."""
+    if precision not in TRAIN_PRECISIONS:
+        raise SuperresError(
+            f"unknown precision {precision!r}; choose {' or '.join(TRAIN_PRECISIONS)}"
+        )
+    check_gpu_precision(precision, device)
+
+
+def _defaults() -> dict[str, Any]:
+    """TrainConfig's defaults, for checkpoints written before a setting existed."""
+    values = {}
+    for item in fields(TrainConfig):
+        if item.default is not MISSING:
+            values[item.name] = item.default
+        elif item.default_factory is not MISSING:
+            values[item.name] = item.default_factory()
+    return values
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """Paths compared as resolved paths; everything else as JSON would store it."""
+    if key in ("train", "val", "init") and value is not None:
+        paths = value if isinstance(value, list) else [value]
+        return [str(Path(path).resolve()) for path in paths]
+    return json.loads(json.dumps(value))
+
+
+def config_changes(saved: dict[str, Any], config: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """``{setting: (saved value, new value)}`` for every setting ``config`` changes."""
+    before = {**_defaults(), **saved}
+    return {
+        key: (before.get(key), value)
+        for key, value in asdict(config).items()
+        if _comparable(key, before.get(key)) != _comparable(key, value)
+    }
+
+
+def _read_checkpoint(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise SuperresError(f"nothing to resume: {path} does not exist")
+    return torch.load(path, weights_only=True, map_location="cpu")
+
+
+def saved_config(run_dir: Path) -> dict[str, Any]:
+    """The settings a run's checkpoint was written with (the defaults of the time filled in)."""
+    return {**_defaults(), **json.loads(_read_checkpoint(run_dir)["config"])}
 
 
 def _optimizer(model: LoadedModel, lr: float) -> torch.optim.Optimizer:
@@ -99,25 +174,33 @@ def _degradation(config: TrainConfig) -> RealisticConfig | None:
     raise SuperresError(f"unknown degradation {config.degradation!r}; choose bicubic or realistic")
 
 
-def _atomic_save(obj: object, path: Path) -> None:
-    temp = path.with_name(f".{path.name}.part")
-    torch.save(obj, temp)
-    os.replace(temp, path)
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """A kill at any moment leaves the old file or the new."""
+    with replacing(path) as temporary, temporary.open("wb") as handle:
+        write(handle)
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, run_dir: Path) -> None:
+    """One process's part of a training run: all of it alone, or one rank's share of each
+    batch under torchrun (``world``), on ``world.device``."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, world: World | None = None) -> None:
         if config.steps < 1 or config.epoch_steps < 1 or config.batch_size < 1:
             raise SuperresError("steps, epoch steps and batch size must be positive")
         self.config = config
         self.run_dir = run_dir
+        self.world = world or World()
+        self.device = self.world.device
         self.loss_fn = _loss_fn(config.loss)
-        torch.manual_seed(config.seed)
+        _check_precision(config.precision, self.device)
+        self.share = self.world.share(config.batch_size)
+        torch.manual_seed(config.seed)  # the same initial weights in every process
         self.rng = np.random.default_rng(config.seed)
         self.model = create_model(config.model, config.scale, **config.hyper)
         if config.init:
             self._start_from(Path(config.init))
-        self.network = self.model.network.to(memory_format=torch.channels_last)
+        self.network = self.model.network.to(self.device, memory_format=torch.channels_last)
+        self.parallel = self.world.wrap(self.network)
         self.optimizer = _optimizer(self.model, config.lr)
         files = training_files([Path(p) for p in config.train])
         self.sampler = PatchSampler(
@@ -134,6 +217,8 @@ class Trainer:
         self.validation = load_references(Path(config.val)) if config.val else []
         self.step = 0
         self.best_psnr: float | None = None
+        self.seconds = 0.0  # training time before this process started (resumed runs)
+        self.losses: list[float] = []  # of the epoch under way, kept across a stop
 
     def _start_from(self, path: Path) -> None:
         """Fine-tune: the same architecture, scale and hyper-parameters, trained weights."""
@@ -145,7 +230,8 @@ class Trainer:
         self.model.network.load_state_dict(start.network.state_dict())
 
     # --- checkpoints -------------------------------------------------------------------
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, seconds: float) -> None:
+        """Everything a resume needs, written by rank 0 (all ranks hold the same state)."""
         state = {
             "step": self.step,
             "model": self.network.state_dict(),
@@ -155,19 +241,26 @@ class Trainer:
             "pool": list(self.sampler.pool_indices),
             "config": json.dumps(asdict(self.config)),
             "best_psnr": self.best_psnr,
+            "seconds": seconds,
+            "epoch_losses": list(self.losses),
+            "world_size": self.world.size,
         }
-        _atomic_save(state, self.run_dir / CHECKPOINT)
+        _atomic_write(self.run_dir / CHECKPOINT, lambda handle: torch.save(state, handle))
 
     def resume(self) -> None:
-        path = self.run_dir / CHECKPOINT
-        if not path.is_file():
-            raise SuperresError(f"nothing to resume: {path} does not exist")
-        state = torch.load(path, weights_only=True)
-        saved = json.loads(state["config"])
-        if saved["model"] != self.config.model or saved["scale"] != self.config.scale:
+        """Continue from the checkpoint, with any number of processes; refuses a config that
+        changes anything but :data:`EXTENDABLE` settings, naming what differs."""
+        state = _read_checkpoint(self.run_dir)
+        changes = {
+            key: change
+            for key, change in config_changes(json.loads(state["config"]), self.config).items()
+            if key not in EXTENDABLE
+        }
+        if changes:
+            listed = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())
             raise SuperresError(
-                f"{path} is a {saved['model']} x{saved['scale']} run, "
-                f"not {self.config.model} x{self.config.scale}"
+                f"--resume: {self.run_dir} was started with other settings ({listed}); leave "
+                "them out to continue it as started, or train into a new folder"
             )
         self.network.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -176,18 +269,67 @@ class Trainer:
         self.sampler.restore_pool(state["pool"])
         self.step = int(state["step"])
         self.best_psnr = state["best_psnr"]
+        self.seconds = float(state.get("seconds", 0.0))
+        self.losses = [float(v) for v in state.get("epoch_losses", [])]
+
+    def truncate_log(self) -> int:
+        """Drop log rows past the current step (a kill between the log and the checkpoint;
+        a fresh run, at step 0, over an old log.csv); returns how many were dropped."""
+        path = self.run_dir / LOG
+        if not self.world.main or not path.is_file():
+            return 0
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        try:
+            kept = [row for row in rows if int(row["step"]) <= self.step]
+        except (KeyError, TypeError, ValueError) as error:
+            raise SuperresError(
+                f"{path}: not a superres training log ({error!r}); move it out of the way"
+            ) from None
+        if len(kept) < len(rows):
+            text = io.StringIO()
+            writer = csv.DictWriter(text, fieldnames=LOG_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+            _atomic_write(path, lambda handle: handle.write(text.getvalue().encode()))
+        return len(rows) - len(kept)
+
+    def _record_segment(self) -> None:
+        """Append this start (step, processes, device, batch per process) to run.json."""
+        path = self.run_dir / RUN
+        segments = []
+        if self.step > 0 and path.is_file():
+            try:
+                segments = json.loads(path.read_text(encoding="utf-8")).get("segments", [])
+            except (ValueError, AttributeError):  # damaged: the checkpoint is what matters
+                segments = []
+        segments.append(
+            {
+                "from_step": self.step,
+                "world_size": self.world.size,
+                "device": self.device.type,
+                "batch_per_process": len(self.share),
+                "global_batch": self.config.batch_size,
+                "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
+        record = {"config": asdict(self.config), "segments": segments}
+        text = json.dumps(record, indent=2) + "\n"
+        _atomic_write(path, lambda handle: handle.write(text.encode()))
 
     # --- training ----------------------------------------------------------------------
     def train_step(self) -> float:
         lr = _cosine_lr(self.config, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_factor"]
-        batch = self.sampler.batch(self.config.batch_size, self.step)
-        low = torch.from_numpy(batch.low_res).contiguous(memory_format=torch.channels_last)
-        high = torch.from_numpy(batch.high_res)
+        batch = self.sampler.batch(self.config.batch_size, self.step, self.share)
+        low = torch.from_numpy(batch.low_res).to(self.device)
+        low = low.contiguous(memory_format=torch.channels_last)
+        high = torch.from_numpy(batch.high_res).to(self.device)
         self.network.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
-            prediction = self.network(low)
+        bf16 = self.config.precision == "bf16"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+            prediction = self.parallel(low)
         loss = self.loss_fn(prediction.float(), high)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -199,7 +341,9 @@ class Trainer:
         if not self.validation:
             return None, None
         self.network.eval()
-        upscaler = Upscaler(self.model, tile=1024, precision="fp32", backend="pytorch")
+        upscaler = Upscaler(
+            self.model, tile=1024, device=str(self.device), precision="fp32", backend="pytorch"
+        )
         result = evaluate(
             upscaler.upscale, self.validation, self.config.scale, degradation=self.config.val_track
         )
@@ -230,41 +374,57 @@ class Trainer:
         )
         save_weights(self.run_dir / WEIGHTS, self.model)
 
+    def _end_epoch(self, seconds: float) -> EpochReport:
+        """Validate, log, export and checkpoint (rank 0); the loss is the mean over ranks."""
+        loss = self.world.mean(float(np.mean(self.losses)))
+        val_psnr, val_ssim = self.validate() if self.world.main else (None, None)
+        report = EpochReport(
+            epoch=math.ceil(self.step / self.config.epoch_steps),
+            step=self.step,
+            loss=loss,
+            val_psnr=val_psnr,
+            val_ssim=val_ssim,
+            lr=_cosine_lr(self.config, self.step - 1),
+            seconds=round(seconds, 1),
+        )
+        self.losses = []
+        self.seconds = seconds
+        if self.world.main:
+            self._write_log(report)
+            self._export(report)
+            self.save_checkpoint(seconds)
+        return report
+
     def run(
         self,
         on_step: Callable[[int, float], None] | None = None,
         until: int | None = None,
         on_epoch: Callable[[EpochReport], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[EpochReport]:
         """Train to ``config.steps`` (or stop early at step ``until``), validating and
         checkpointing every epoch and at the stop, so a later :meth:`resume` continues exactly.
+        ``should_stop`` is asked after every step; once it (in any process) says so, the step
+        is checkpointed and :class:`TrainingInterrupted` raised in every process.
         """
         stop = min(self.config.steps, until or self.config.steps)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.world.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.truncate_log()
+            self._record_segment()
         reports = []
-        started = time.monotonic()
-        losses: list[float] = []
+        started = time.monotonic() - self.seconds
         while self.step < stop:
-            losses.append(self.train_step())
+            self.losses.append(self.train_step())
             if on_step:
-                on_step(self.step, losses[-1])
-            if self.step % self.config.epoch_steps and self.step < stop:
-                continue
-            val_psnr, val_ssim = self.validate()
-            report = EpochReport(
-                epoch=math.ceil(self.step / self.config.epoch_steps),
-                step=self.step,
-                loss=float(np.mean(losses)),
-                val_psnr=val_psnr,
-                val_ssim=val_ssim,
-                lr=_cosine_lr(self.config, self.step - 1),
-                seconds=round(time.monotonic() - started, 1),
-            )
-            losses = []
-            self._write_log(report)
-            self._export(report)
-            self.save_checkpoint()
-            reports.append(report)
-            if on_epoch:
-                on_epoch(report)
+                on_step(self.step, self.losses[-1])
+            if self.step % self.config.epoch_steps == 0 or self.step == stop:
+                reports.append(self._end_epoch(time.monotonic() - started))
+                if on_epoch and self.world.main:
+                    on_epoch(reports[-1])
+            if should_stop is not None and self.world.any(should_stop()):
+                if self.world.main:
+                    self.save_checkpoint(time.monotonic() - started)
+                self.world.barrier()  # no process exits (ending torchrun's job) before it is saved
+                raise TrainingInterrupted(self.step, self.run_dir)
         return reports

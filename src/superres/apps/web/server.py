@@ -1,27 +1,44 @@
 """``superres serve``: a web page and an HTTP API for upscaling, a thin shell over superres.
 
-Uploads are parsed and processed in memory, so nothing is written to disk. The heavy work
-(decode, enlarge, encode) runs on ``workers`` threads; a request is admitted before its upload
-is read and at most ``workers + queue_size`` are in flight, so memory stays bounded and extra
-requests get an immediate 503 with ``Retry-After`` instead of an ever longer wait.
+Uploads are parsed and processed in memory, so nothing is written to disk. A request goes
+through three stages, and only the last uses a worker:
+
+1. its body is read, within ``client_timeout`` seconds, the bytes received counting against
+   the memory budget as they arrive (a slow or stalled upload holds no worker and no place);
+2. the image's header gives its size, so its cost is known before anything is decoded: the
+   memory it will need (upload, decoded input, result, the encoder's copy) and its work
+   (output pixels x the model's multiply-adds per pixel). Over a per-request limit: 413;
+3. it joins the work queue if the memory budget and the pending-work budget both still hold
+   it, else it gets 503 with ``Retry-After``. Its claim lasts until the result is sent.
+
+The queue is therefore as long as the budgets allow: many small images, or one large one.
+A job whose client has gone is dropped from the queue, or stopped at its next tile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import ctypes
+import dataclasses
 import math
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from functools import cache, partial
+from io import BytesIO
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import urlsplit
 
+import uvicorn
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from python_multipart import FormParser
 from python_multipart.exceptions import FormParserError
@@ -30,13 +47,17 @@ from python_multipart.multipart import File as FormFile
 from python_multipart.multipart import parse_options_header
 from skimage import data as sample_data
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from superres.api import get_upscaler
+from superres.apps.web import DEFAULT_LIMITS
 from superres.engine.inference import Upscaler
 from superres.engine.runtime import AUTO
 from superres.errors import ImageTooLargeError, NotAnImageError, SuperresError
-from superres.imageio.files import encode_image, read_image_bytes
+from superres.imageio.files import ENCODER_MAX_SIDE, encode_image, read_image_bytes
+from superres.models.complexity import multiply_adds_per_output_pixel
 from superres.models.registry import ALIASES, shipped_models
 
 # (name, scale) -> Upscaler; called with ``denoise=`` too when a request sets it.
@@ -46,12 +67,21 @@ T = TypeVar("T")
 
 STATIC = Path(__file__).with_name("static")
 MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
+ENCODERS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}  # the form's names -> Pillow's
 DEFAULT_SCALE = 4
 MEGABYTE = 1_000_000
+GIGA = 1e9
 # Room in a request for the multipart headers and the small form fields besides the image.
 FORM_ALLOWANCE = 16 * 1024
 # A result may hold up to 16 times the input limit's pixels: the largest input at x4.
 OUTPUT_GROWTH = 16
+# Work every model does per output pixel besides its network (bicubic chroma, colour
+# conversion, PNG encoding), in multiply-adds: PNG encoding alone took about half as long per
+# pixel as compact x2's 40,000-multiply-add network on the 2-core machine it was measured on.
+PIXEL_OVERHEAD_MACS = 20_000
+# Pillow holds RGB as 4 bytes a pixel, and its encoders work on a copy of the result.
+ENCODER_BYTES_PER_PIXEL = 4
+SEND_CHUNK = 256 * 1024  # the result goes out in pieces, each within the client timeout
 # The astronaut's face, 128x128: small enough that the sample runs in a moment on any CPU.
 SAMPLE_CROP = (slice(20, 148), slice(170, 298))
 # The page loads nothing but its own files; results are shown from blob: URLs.
@@ -59,6 +89,11 @@ PAGE_POLICY = (
     "default-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
+# Host names answered by default: a page elsewhere that rebinds its own name to 127.0.0.1
+# (DNS rebinding) still sends its own name, and is refused.
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+ANY_ADDRESS = ("", "0.0.0.0", "::")  # binding these does not say which name clients use
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class ModelInfo(BaseModel):
@@ -115,8 +150,12 @@ class Health(BaseModel):
     """Alive, and how full: a monitor can tell a busy server from a dead one."""
 
     status: Literal["ok"] = "ok"
-    in_flight: int
-    capacity: int
+    in_flight: int = Field(description="Requests being received, queued, worked on or sent.")
+    jobs: int = Field(description="Of those, the ones admitted to the work queue.")
+    memory_promised_bytes: int
+    memory_budget_bytes: int
+    work_pending_gmacs: float
+    max_pending_gmacs: float
 
 
 class Limits(BaseModel):
@@ -125,6 +164,16 @@ class Limits(BaseModel):
     max_upload_bytes: int
     max_pixels: int
     max_output_pixels: int
+    max_side: dict[str, int] = Field(description="Largest result side per format.")
+    memory_budget_bytes: int = Field(description="Memory all requests in flight may claim.")
+    max_request_gmacs: float = Field(
+        description="Work one request may take: output pixels x the model's multiply-adds "
+        f"per output pixel (plus {PIXEL_OVERHEAD_MACS:,} for encoding and the rest), in G."
+    )
+    max_pending_gmacs: float = Field(description="Work all queued requests may take, in G.")
+    client_timeout_s: float = Field(
+        description="Seconds an upload may take to arrive, and a client may stall the result."
+    )
 
 
 @dataclass(frozen=True)
@@ -137,56 +186,159 @@ class Upscaled:
     runtime: str  # how the model ran, e.g. "pytorch bf16, tile 512 (measured)"
 
 
-class WorkPool:
-    """``workers`` threads for the heavy work and room for ``queue_size`` requests waiting.
+class JobCancelled(Exception):
+    """Raised between tiles in a job whose client has gone: nobody is left to read it."""
 
-    The count of requests in flight is only touched on the event loop thread, so it needs no
-    lock; the executor's own queue then never holds more than ``queue_size`` jobs.
+
+class OverBudget(Exception):
+    """A request the memory or pending-work budget cannot hold now (answered 503)."""
+
+
+def _memory_trimmer() -> Callable[[], object]:
+    """glibc's ``malloc_trim(0)``, which hands freed heap pages back to the system: without it
+    the server's RSS stays near its peak long after a burst. A no-op without glibc."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):
+        return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return partial(trim, 0)
+
+
+trim_memory = _memory_trimmer()
+
+
+class Lazy(Generic[T]):
+    """A value computed once, on first use, on a thread. Concurrent first requests wait for
+    that one computation instead of each starting their own (listing the shipped weights
+    loads every file)."""
+
+    def __init__(self, compute: Callable[[], T]) -> None:
+        self._compute = compute
+        self._lock = threading.Lock()
+        self._value: list[T] = []  # empty until computed
+
+    async def get(self) -> T:
+        if not self._value:
+            await run_in_threadpool(self._compute_once)
+        return self._value[0]
+
+    def _compute_once(self) -> None:
+        with self._lock:
+            if not self._value:
+                self._value.append(self._compute())
+
+
+@dataclass(eq=False)  # claims are told apart by identity
+class Claim:
+    """One request's share of the budgets."""
+
+    resident: int = 0  # bytes held until the response is sent: the upload, then the result
+    working: int = 0  # bytes added while a worker runs it: decoded input, outputs, copies
+    gmacs: float = 0.0  # its work, once admitted to the queue
+
+
+class Ledger:
+    """The memory and work promised to requests in flight, each kept within its budget.
+
+    Every claim's resident bytes count, but only the largest ``workers`` working sets: no more
+    jobs than that run at once. Only the event loop thread touches it, so it needs no lock.
     """
 
-    def __init__(self, workers: int, queue_size: int) -> None:
+    def __init__(self, memory_budget: int, work_budget: float, workers: int) -> None:
+        self.memory_budget = memory_budget
+        self.work_budget = work_budget
         self.workers = workers
-        self.capacity = workers + queue_size
-        self.in_flight = 0
+        self.claims: list[Claim] = []
+
+    def open(self) -> Claim:
+        claim = Claim()
+        self.claims.append(claim)
+        return claim
+
+    def close(self, claim: Claim) -> None:
+        self.claims.remove(claim)
+
+    def memory_promised(self) -> int:
+        running = sorted(claim.working for claim in self.claims)[-self.workers :]
+        return sum(claim.resident for claim in self.claims) + sum(running)
+
+    def work_pending(self) -> float:
+        return sum(claim.gmacs for claim in self.claims)
+
+    def jobs(self) -> int:
+        return sum(1 for claim in self.claims if claim.gmacs)
+
+    def try_claim(self, claim: Claim, resident: int, working: int = 0, gmacs: float = 0.0) -> bool:
+        """Set the claim to these amounts if both budgets still hold; else leave it as it was."""
+        before = dataclasses.astuple(claim)
+        claim.resident, claim.working, claim.gmacs = resident, working, gmacs
+        if self.memory_promised() <= self.memory_budget and self.work_pending() <= self.work_budget:
+            return True
+        claim.resident, claim.working, claim.gmacs = before
+        return False
+
+
+class WorkPool:
+    """``workers`` threads for the heavy work, and the mean time a job takes there."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="superres-web")
         self._jobs = 0
         self._seconds = 0.0
 
-    def try_acquire(self) -> bool:
-        if self.in_flight >= self.capacity:
-            return False
-        self.in_flight += 1
-        return True
+    async def run(
+        self, job: Callable[[], T], cancel: threading.Event, client_gone: Awaitable[None]
+    ) -> tuple[T, float]:
+        """``job()`` on a worker thread; its result and the seconds it worked.
 
-    def release(self) -> None:
-        self.in_flight -= 1
-
-    async def run(self, job: Callable[[], T]) -> tuple[T, float]:
-        """``job()`` on a worker thread; returns its result and the seconds it worked."""
+        If ``client_gone`` completes first, the job is dropped from the queue or, if running,
+        stopped at its next tile (``cancel``) and waited for, so that its memory is free when
+        this raises ClientDisconnect.
+        """
 
         def timed() -> tuple[T, float]:
             start = time.perf_counter()
-            return job(), time.perf_counter() - start
+            try:
+                return job(), time.perf_counter() - start
+            finally:
+                trim_memory()
 
-        result, seconds = await asyncio.get_running_loop().run_in_executor(self._executor, timed)
+        submitted = self._executor.submit(timed)
+        result = asyncio.wrap_future(submitted)
+        gone = asyncio.ensure_future(client_gone)
+        try:
+            await asyncio.wait({result, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not result.done():
+            cancel.set()
+            if not submitted.cancel():
+                with suppress(JobCancelled, SuperresError):
+                    await result
+            raise ClientDisconnect
+        value, seconds = result.result()
         self._jobs += 1
         self._seconds += seconds
-        return result, seconds
+        return value, seconds
 
-    def retry_after(self) -> int:
-        """Seconds until a slot is likely free: mean job time times the jobs per worker."""
+    def retry_after(self, jobs: int) -> int:
+        """Seconds until room is likely: mean job time times the queued jobs per worker."""
         mean = self._seconds / self._jobs if self._jobs else 1.0
-        return max(1, math.ceil(mean * self.in_flight / self.workers))
+        return max(1, math.ceil(mean * jobs / self.workers))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 class Catalogue:
-    """The models on offer and the speed measured for each (name, scale) while serving."""
+    """The models on offer, what each costs per pixel, and the speed measured while serving."""
 
-    def __init__(self, entries: list[ModelInfo]) -> None:
+    def __init__(self, entries: list[ModelInfo], model_cost: Callable[[str, int], float]) -> None:
         self.entries = entries
+        self._model_cost = model_cost
+        self._costs: dict[tuple[str, int], Lazy[float]] = {}
         self._work: dict[tuple[str, int], tuple[int, float]] = {}  # (pixels, seconds) so far
 
     def resolve(self, form: UpscaleForm) -> tuple[str, int]:
@@ -209,6 +361,12 @@ class Catalogue:
         if form.denoise is not None and not entry.denoise:
             raise HTTPException(422, f"{name} x{scale} has no denoise control")
         return name, scale
+
+    async def cost(self, name: str, scale: int) -> float:
+        """Multiply-adds per output pixel of ``name`` x``scale``, counted on first use."""
+        if (name, scale) not in self._costs:
+            self._costs[name, scale] = Lazy(partial(self._model_cost, name, scale))
+        return await self._costs[name, scale].get()
 
     def record(self, name: str, scale: int, pixels: int, seconds: float) -> None:
         done_pixels, done_seconds = self._work.get((name, scale), (0, 0.0))
@@ -245,6 +403,116 @@ def sample_png() -> bytes:
     return encode_image(sample_data.astronaut()[SAMPLE_CROP], "png")
 
 
+@dataclass(frozen=True)
+class Probe:
+    """An upload's size and sample layout, as its header states them."""
+
+    width: int
+    height: int
+    channels: int
+    sample_bytes: int  # 1 or 2
+
+
+def probe_upload(upload: bytes, name: str, max_pixels: int) -> Probe:
+    """The header's size and layout, so a request's cost is known before it is decoded.
+
+    Where Pillow cannot read the header, or the image is over ``max_pixels``, decoding is
+    tried instead: it refuses with the reason (before decoding, if it is the size).
+    """
+    try:
+        with Image.open(BytesIO(upload)) as image:
+            width, height = image.size
+            channels = 4 if image.mode == "P" else len(image.getbands())  # palettes: maybe alpha
+            wide = image.mode in ("I", "F") or any("16" in str(tile.args) for tile in image.tile)
+    except Exception:  # any decoder failure; decoding below names it
+        pass
+    else:
+        if width * height <= max_pixels:
+            return Probe(width, height, channels, 2 if wide else 1)
+    pixels = read_image_bytes(upload, name, max_pixels=max_pixels).pixels
+    return Probe(
+        pixels.shape[1],
+        pixels.shape[0],
+        pixels.size // pixels.shape[0] // pixels.shape[1],
+        pixels.itemsize,
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a request will cost, worked out from its header."""
+
+    input_size: tuple[int, int]  # width, height
+    factor: float  # the largest enlargement made: the model's scale, or outscale above it
+    output_size: tuple[int, int]
+    resident: int
+    working: int
+    gmacs: float
+
+    @property
+    def largest_size(self) -> tuple[int, int]:
+        width, height = self.input_size
+        return round(width * self.factor), round(height * self.factor)
+
+
+def plan_request(
+    probe: Probe, upload_bytes: int, scale: int, outscale: float | None, macs_per_pixel: float
+) -> Plan:
+    """Sizes, memory and work of enlarging ``probe`` by ``scale`` (then to ``outscale``)."""
+    width, height = probe.width, probe.height
+    per_pixel = probe.channels * probe.sample_bytes
+    native = width * scale * height * scale
+    if outscale is None:
+        output_size = (width * scale, height * scale)
+    else:
+        output_size = (round(width * outscale), round(height * outscale))
+    output = output_size[0] * output_size[1]
+    resampled = 0 if outscale is None else output * per_pixel
+    working = (
+        (width * height + native) * per_pixel
+        + resampled
+        + output * ENCODER_BYTES_PER_PIXEL * probe.sample_bytes
+    )
+    return Plan(
+        input_size=(width, height),
+        factor=max(scale, outscale or 0),
+        output_size=output_size,
+        resident=upload_bytes + output * per_pixel,  # the upload, then the encoded result
+        working=working,
+        gmacs=native * (macs_per_pixel + PIXEL_OVERHEAD_MACS) / GIGA,
+    )
+
+
+def check_plan(plan: Plan, name: str, model: str, fmt: str, limits: Limits) -> None:
+    """Refuse a request over any per-request limit, with this server's numbers, before work."""
+    width, height = plan.input_size
+    big_w, big_h = plan.largest_size
+    enlarging = f"{name}: enlarging {width}x{height} by {plan.factor:g}"
+    if big_w * big_h > limits.max_output_pixels:
+        raise ImageTooLargeError(
+            f"{enlarging} makes {big_w}x{big_h} = {big_w * big_h:,} pixels, over the limit of "
+            f"{limits.max_output_pixels:,}"
+        )
+    side = limits.max_side.get(fmt)
+    if side is not None and max(plan.output_size) > side:
+        raise ImageTooLargeError(
+            "{} makes {}x{}, over {}'s limit of {:,} pixels a side; ask for png".format(
+                enlarging, *plan.output_size, ENCODERS[fmt], side
+            )
+        )
+    if plan.gmacs > limits.max_request_gmacs:
+        raise ImageTooLargeError(
+            f"{enlarging} with {model} is {plan.gmacs:,.1f} G multiply-adds of work, over this "
+            f"server's limit of {limits.max_request_gmacs:,.0f} G per request"
+        )
+    needed = plan.resident + plan.working
+    if needed > limits.memory_budget_bytes:
+        raise ImageTooLargeError(
+            f"{enlarging} needs about {needed / MEGABYTE:,.1f} MB, over this server's memory "
+            f"budget of {limits.memory_budget_bytes / MEGABYTE:g} MB"
+        )
+
+
 def _upscale_upload(
     upload: bytes,
     name: str,
@@ -254,24 +522,109 @@ def _upscale_upload(
     *,
     upscaler_for: UpscalerFactory,
     max_pixels: int,
-    max_output_pixels: int,
+    cancel: threading.Event,
 ) -> Upscaled:
-    """Decode, check the result's size, enlarge and encode: a worker thread's whole job."""
+    """Decode, enlarge and encode: a worker thread's whole job, given up once ``cancel`` is set
+    (checked before each stage and after each tile)."""
+
+    def check(*_: int) -> None:
+        if cancel.is_set():
+            raise JobCancelled
+
+    check()
     image = read_image_bytes(upload, name, max_pixels=max_pixels)
-    height, width = image.pixels.shape[:2]
-    factor = max(scale, form.outscale or 0)  # the native result is made even when resampled
-    big_w, big_h = round(width * factor), round(height * factor)
-    if big_w * big_h > max_output_pixels:
-        raise ImageTooLargeError(
-            f"{name}: enlarging {width}x{height} by {factor:g} makes {big_w}x{big_h} = "
-            f"{big_w * big_h:,} pixels, over the limit of {max_output_pixels:,}"
-        )
     options = {} if form.denoise is None else {"denoise": form.denoise}
     upscaler = upscaler_for(model, scale, **options)
-    pixels = upscaler.upscale(image.pixels, form.outscale)
+    pixels = upscaler.upscale(image.pixels, form.outscale, progress=check)
+    check()
     body = encode_image(pixels, form.format, icc_profile=image.icc_profile, exif=image.exif)
     runtime = upscaler.runtime.describe()
+    height, width = image.pixels.shape[:2]
     return Upscaled(body, (width, height), (pixels.shape[1], pixels.shape[0]), runtime)
+
+
+async def _until_disconnected(receive: Receive) -> None:
+    """Returns when the client closes the connection (its body has been read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class SentResponse(Response):
+    """The result, sent in pieces so that a client that stops reading holds no more than its
+    claim covers; ``on_sent`` runs once all is sent, or once the client has stalled for
+    ``stall_timeout`` seconds (the server then drops the connection)."""
+
+    def __init__(
+        self, content: bytes, *, on_sent: Callable[[], None], stall_timeout: float, **options: Any
+    ) -> None:
+        super().__init__(content, **options)
+        self._on_sent = on_sent
+        self._stall_timeout = stall_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = {"type": "http.response.start", "status": self.status_code}
+        try:
+            await send({**start, "headers": self.raw_headers})
+            body = memoryview(self.body)
+            for offset in range(0, len(body), SEND_CHUNK):
+                piece = bytes(body[offset : offset + SEND_CHUNK])
+                async with asyncio.timeout(self._stall_timeout):
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except TimeoutError:
+            pass  # returning with the response incomplete makes the server close the connection
+        finally:
+            self._on_sent()
+
+
+class Guard:
+    """Headers on every response and refusals before any route.
+
+    Every response gets ``nosniff`` and the page's CSP. A Host not allowed (DNS rebinding: a
+    hostile page whose name now points here) gets 400; anything but GET, HEAD and OPTIONS
+    from a page of another origin (a cross-site form post) gets 403.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Collection[str]) -> None:
+        self.app = app
+        self.allowed_hosts = {host.lower() for host in allowed_hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_guarded(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Content-Security-Policy"] = PAGE_POLICY
+            await send(message)
+
+        refusal = self.refusal(scope)
+        if refusal is None:
+            await self.app(scope, receive, send_guarded)
+        else:
+            status, detail = refusal
+            await JSONResponse({"detail": detail}, status)(scope, receive, send_guarded)
+
+    def refusal(self, scope: Scope) -> tuple[int, str] | None:
+        headers = Headers(scope=scope)
+        host = headers.get("host", "")
+        try:
+            name = urlsplit(f"//{host}").hostname or ""
+        except ValueError:  # e.g. an unclosed [ for an IPv6 address
+            name = ""
+        if "*" not in self.allowed_hosts and name not in self.allowed_hosts:
+            return 400, (
+                f"host {host!r} is not one this server answers to "
+                f"(allowed: {', '.join(sorted(self.allowed_hosts))})"
+            )
+        origin, method = headers.get("origin"), scope["method"]
+        foreign = origin is not None and urlsplit(origin).netloc.lower() != host.lower()
+        if foreign and method not in SAFE_METHODS:
+            return 403, f"a {method} from the page at {origin} is refused: it is another origin"
+        return None
 
 
 def _refusal(error: SuperresError) -> HTTPException:
@@ -297,8 +650,14 @@ def _one_line(error: ValidationError) -> str:
     )
 
 
-async def _read_upload(request: Request, limit: int) -> tuple[bytes, str, UpscaleForm]:
-    """The multipart body parsed in memory as it streams in: (image bytes, file name, form)."""
+async def _read_upload(
+    request: Request, limit: int, hold: Callable[[int], bool]
+) -> tuple[bytes, str, UpscaleForm]:
+    """The multipart body parsed in memory as it streams in: (image bytes, file name, form).
+
+    ``hold(n)`` is asked to cover the n bytes received so far. When it cannot, the rest is
+    read and dropped, so that the client sees the answer, and OverBudget is raised.
+    """
     kind, options = parse_options_header(request.headers.get("content-type", ""))
     if kind != b"multipart/form-data" or b"boundary" not in options:
         raise HTTPException(415, "send multipart/form-data with the file in a field 'image'")
@@ -306,11 +665,27 @@ async def _read_upload(request: Request, limit: int) -> tuple[bytes, str, Upscal
     files: list[tuple[str, str, bytes]] = []  # field name, file name, data
 
     def on_field(field: FormField) -> None:
-        fields[bytes(field.field_name or b"").decode()] = (field.value or b"").decode()
+        name = bytes(field.field_name or b"").decode(errors="replace")
+        if name == "image":
+            raise HTTPException(
+                422,
+                "the part 'image' has no filename, so it reads as a text field: send it as a "
+                "file (curl -F image=@photo.png)",
+            )
+        try:
+            fields[name] = (field.value or b"").decode()
+        except UnicodeDecodeError:
+            raise HTTPException(422, f"form field {name!r} is not UTF-8 text") from None
 
     def on_file(file: FormFile) -> None:
         name, file_name = bytes(file.field_name or b""), file.file_name or b""
-        files.append((name.decode(), file_name.decode(), file.file_object.getvalue()))
+        files.append(
+            (
+                name.decode(errors="replace"),
+                file_name.decode(errors="replace"),
+                file.file_object.getvalue(),
+            )
+        )
 
     parser = FormParser(
         "multipart/form-data",
@@ -320,14 +695,19 @@ async def _read_upload(request: Request, limit: int) -> tuple[bytes, str, Upscal
         config={"MAX_MEMORY_FILE_SIZE": float("inf")},  # the body limit below bounds it
     )
     received = 0
+    over_budget = False
     try:
         async for chunk in request.stream():
             received += len(chunk)
             if received > limit + FORM_ALLOWANCE:
                 raise _too_large(limit)
-            parser.write(chunk)
+            over_budget = over_budget or not hold(received)
+            if not over_budget:
+                parser.write(chunk)
+        if over_budget:
+            raise OverBudget
         parser.finalize()
-    except (FormParserError, UnicodeDecodeError) as error:
+    except FormParserError as error:
         raise HTTPException(422, f"malformed multipart body ({error})") from error
     if [field for field, _, _ in files] != ["image"]:
         raise HTTPException(422, "send exactly one file, in the field 'image'")
@@ -339,20 +719,15 @@ async def _read_upload(request: Request, limit: int) -> tuple[bytes, str, Upscal
     return upload, PurePosixPath(file_name.replace("\\", "/")).name or "upload", form
 
 
-async def _discard_body(request: Request, limit: int) -> None:
-    """Read and drop an upload we refuse, so the client is not reset before it sees why."""
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            return
-
-
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorDetail, "description": "A Host header this server does not answer to."},
+    403: {"model": ErrorDetail, "description": "A post from a page of another origin."},
     404: {"model": ErrorDetail, "description": "Unknown model."},
+    408: {"model": ErrorDetail, "description": "The upload did not arrive in time."},
     413: {
         "model": ErrorDetail,
-        "description": "Upload over the byte limit, or input or result over the pixel limit.",
+        "description": "Upload over the byte limit; input or result over the pixel or side "
+        "limit; or more work or memory than one request may have.",
     },
     415: {"model": ErrorDetail, "description": "Not multipart, or the file is not an image."},
     422: {
@@ -361,7 +736,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     },
     503: {
         "model": ErrorDetail,
-        "description": "Busy: workers + queue_size requests are already in flight.",
+        "description": "Busy: the memory budget or the pending-work budget is full.",
         "headers": {
             "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
         },
@@ -410,36 +785,64 @@ _UPSCALE_BODY = {
 
 
 def create_app(
-    max_upload_mb: float = 20.0,
-    max_pixels: int = 16_000_000,
-    workers: int = 1,
-    queue_size: int = 4,
+    max_upload_mb: float = DEFAULT_LIMITS.max_upload_mb,
+    max_pixels: int = DEFAULT_LIMITS.max_pixels,
+    workers: int = DEFAULT_LIMITS.workers,
+    memory_budget_mb: float = DEFAULT_LIMITS.memory_budget_mb,
+    max_request_gmacs: float = DEFAULT_LIMITS.max_request_gmacs,
+    max_pending_gmacs: float = DEFAULT_LIMITS.max_pending_gmacs,
+    client_timeout: float = 60.0,
+    allowed_hosts: Collection[str] = LOCAL_HOSTS,
     upscaler_factory: UpscalerFactory = get_upscaler,
     model_lister: ModelLister = shipped_catalogue,
 ) -> FastAPI:
     """The app. ``upscaler_factory(name, scale)`` and ``model_lister()`` default to the shipped
-    weights; tests inject tiny untrained models through them.
+    weights; tests inject tiny untrained models through them. ``allowed_hosts`` are the names
+    clients may use for the server (``*``: any).
     """
-    if max_upload_mb <= 0 or max_pixels < 1 or workers < 1 or queue_size < 0:
+    sizes = (max_upload_mb, max_pixels, workers, memory_budget_mb, max_request_gmacs)
+    if min(sizes) <= 0 or client_timeout <= 0 or max_pending_gmacs < max_request_gmacs:
         raise SuperresError(
-            "need max_upload_mb > 0, max_pixels >= 1, workers >= 1 and queue_size >= 0"
+            "need max_upload_mb, max_pixels, workers, memory_budget_mb, max_request_gmacs and "
+            "client_timeout above 0, and max_pending_gmacs >= max_request_gmacs"
         )
     max_upload_bytes = int(max_upload_mb * MEGABYTE)
     limits = Limits(
         max_upload_bytes=max_upload_bytes,
         max_pixels=max_pixels,
         max_output_pixels=max_pixels * OUTPUT_GROWTH,
+        max_side={
+            fmt: ENCODER_MAX_SIDE[name]
+            for fmt, name in ENCODERS.items()
+            if name in ENCODER_MAX_SIDE
+        },
+        memory_budget_bytes=int(memory_budget_mb * MEGABYTE),
+        max_request_gmacs=max_request_gmacs,
+        max_pending_gmacs=max_pending_gmacs,
+        client_timeout_s=client_timeout,
     )
-    pool = WorkPool(workers, queue_size)
-    catalogue: Catalogue | None = None
+    pool = WorkPool(workers)
+    ledger = Ledger(limits.memory_budget_bytes, max_pending_gmacs, workers)
 
-    async def get_catalogue() -> Catalogue:
-        """Listed on first use: listing shipped weights loads every file."""
-        nonlocal catalogue
-        if catalogue is None:
-            listed = await run_in_threadpool(model_lister)
-            catalogue = Catalogue([ModelInfo.model_validate(entry) for entry in listed])
-        return catalogue
+    def release(claim: Claim) -> None:
+        """Close the claim; once nothing is in flight, return the freed memory to the system
+        (the results were freed here, on the event loop's thread, not by the workers)."""
+        ledger.close(claim)
+        if not ledger.claims:
+            trim_memory()
+
+    def model_cost(name: str, scale: int) -> float:
+        """The network's multiply-adds per output pixel, counted on a CPU copy: the counting
+        hooks on the shared network would also count a worker's tiles."""
+        model = upscaler_factory(name, scale).model
+        counted = dataclasses.replace(model, network=copy.deepcopy(model.network).cpu())
+        return multiply_adds_per_output_pixel(counted)
+
+    def list_catalogue() -> Catalogue:
+        entries = [ModelInfo.model_validate(entry) for entry in model_lister()]
+        return Catalogue(entries, model_cost)
+
+    catalogue = Lazy(list_catalogue)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -453,6 +856,7 @@ def create_app(
         docs_url=None,  # the interactive docs load scripts from a CDN; /openapi.json stays
         redoc_url=None,
     )
+    app.add_middleware(Guard, allowed_hosts=allowed_hosts)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(ClientDisconnect)
@@ -461,11 +865,18 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
+        return FileResponse(STATIC / "index.html")
 
     @app.get("/healthz")
     async def healthz() -> Health:
-        return Health(in_flight=pool.in_flight, capacity=pool.capacity)
+        return Health(
+            in_flight=len(ledger.claims),
+            jobs=ledger.jobs(),
+            memory_promised_bytes=ledger.memory_promised(),
+            memory_budget_bytes=ledger.memory_budget,
+            work_pending_gmacs=round(ledger.work_pending(), 3),
+            max_pending_gmacs=ledger.work_budget,
+        )
 
     @app.get("/api/limits")
     async def get_limits() -> Limits:
@@ -473,7 +884,7 @@ def create_app(
 
     @app.get("/api/models", response_model_exclude_none=True)
     async def list_models() -> list[ModelInfo]:
-        return (await get_catalogue()).listing()
+        return (await catalogue.get()).listing()
 
     @app.get(
         "/api/sample.png",
@@ -482,6 +893,58 @@ def create_app(
     )
     async def sample() -> Response:
         return Response(await run_in_threadpool(sample_png), media_type="image/png")
+
+    async def serve_upload(request: Request, claim: Claim) -> Response:
+        """Receive, plan, queue and run one upload under ``claim``; the response releases it."""
+        try:
+            async with asyncio.timeout(client_timeout):
+                upload, name, form = await _read_upload(
+                    request, max_upload_bytes, lambda received: ledger.try_claim(claim, received)
+                )
+        except TimeoutError:
+            raise HTTPException(
+                408,
+                f"the upload did not arrive within {client_timeout:g} s",
+                {"Connection": "close"},
+            ) from None
+        models = await catalogue.get()
+        model, scale = models.resolve(form)
+        probe = await run_in_threadpool(probe_upload, upload, name, max_pixels)
+        plan = plan_request(
+            probe, len(upload), scale, form.outscale, await models.cost(model, scale)
+        )
+        check_plan(plan, name, f"{model} x{scale}", form.format, limits)
+        if not ledger.try_claim(claim, plan.resident, plan.working, plan.gmacs):
+            raise OverBudget
+        cancel = threading.Event()
+        job = partial(
+            _upscale_upload,
+            upload,
+            name,
+            model,
+            scale,
+            form,
+            upscaler_for=upscaler_factory,
+            max_pixels=max_pixels,
+            cancel=cancel,
+        )
+        result, seconds = await pool.run(job, cancel, _until_disconnected(request.receive))
+        claim.working, claim.gmacs = 0, 0.0  # what remains is the result, until it is sent
+        width, height = result.input_size
+        models.record(model, scale, width * height, seconds)
+        return SentResponse(
+            result.body,
+            on_sent=partial(release, claim),
+            stall_timeout=client_timeout,
+            media_type=MEDIA_TYPES[form.format],
+            headers={
+                "X-Input-Size": "{}x{}".format(*result.input_size),
+                "X-Output-Size": "{}x{}".format(*result.output_size),
+                "X-Elapsed-Ms": str(round(seconds * 1000)),
+                "X-Model": f"{model}-x{scale}",
+                "X-Runtime": result.runtime,
+            },
+        )
 
     @app.post(
         "/api/upscale",
@@ -494,46 +957,24 @@ def create_app(
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_upload_bytes + FORM_ALLOWANCE:
             raise _too_large(max_upload_bytes)
-        if not pool.try_acquire():
-            await _discard_body(request, max_upload_bytes + FORM_ALLOWANCE)
-            raise HTTPException(
-                503,
-                f"busy: {pool.in_flight} images in progress; try again shortly",
-                {"Retry-After": str(pool.retry_after())},
-            )
+        claim = ledger.open()
         try:
-            upload, name, form = await _read_upload(request, max_upload_bytes)
-            models = await get_catalogue()
-            model, scale = models.resolve(form)
-            job = partial(
-                _upscale_upload,
-                upload,
-                name,
-                model,
-                scale,
-                form,
-                upscaler_for=upscaler_factory,
-                max_pixels=max_pixels,
-                max_output_pixels=limits.max_output_pixels,
-            )
-            result, seconds = await pool.run(job)
-        except SuperresError as error:
-            raise _refusal(error) from None
-        finally:
-            pool.release()
-        width, height = result.input_size
-        models.record(model, scale, width * height, seconds)
-        return Response(
-            result.body,
-            media_type=MEDIA_TYPES[form.format],
-            headers={
-                "X-Input-Size": "{}x{}".format(*result.input_size),
-                "X-Output-Size": "{}x{}".format(*result.output_size),
-                "X-Elapsed-Ms": str(round(seconds * 1000)),
-                "X-Model": f"{model}-x{scale}",
-                "X-Runtime": result.runtime,
-            },
-        )
+            return await serve_upload(request, claim)
+        except BaseException as error:
+            release(claim)
+            if isinstance(error, SuperresError):
+                raise _refusal(error) from None
+            if isinstance(error, OverBudget):
+                raise HTTPException(
+                    503,
+                    f"busy: {len(ledger.claims)} requests hold "
+                    f"{ledger.memory_promised() / MEGABYTE:,.0f} of "
+                    f"{ledger.memory_budget / MEGABYTE:g} MB and "
+                    f"{ledger.work_pending():,.0f} of {ledger.work_budget:,.0f} G multiply-adds "
+                    "of work; try again shortly",
+                    {"Retry-After": str(pool.retry_after(ledger.jobs()))},
+                ) from None
+            raise
 
     return app
 
@@ -541,20 +982,31 @@ def create_app(
 def run(
     host: str = "127.0.0.1",
     port: int = 8000,
-    max_upload_mb: float = 20.0,
-    max_pixels: int = 16_000_000,
-    workers: int = 1,
+    max_upload_mb: float = DEFAULT_LIMITS.max_upload_mb,
+    max_pixels: int = DEFAULT_LIMITS.max_pixels,
+    workers: int = DEFAULT_LIMITS.workers,
     precision: str = AUTO,
     backend: str = AUTO,
     tile: int | str | None = AUTO,
+    device: str = "cpu",
+    memory_budget_mb: float = DEFAULT_LIMITS.memory_budget_mb,
+    max_request_gmacs: float = DEFAULT_LIMITS.max_request_gmacs,
+    max_pending_gmacs: float = DEFAULT_LIMITS.max_pending_gmacs,
+    allow_hosts: Collection[str] = (),
 ) -> None:
-    """Serve until interrupted: what ``superres serve`` runs."""
-    import uvicorn
-
+    """Serve until interrupted: what ``superres serve`` runs. Clients may name the server by
+    the localhost names, ``host`` (unless it is a wildcard address) and ``allow_hosts``."""
+    named = () if host in ANY_ADDRESS else (host,)
     app = create_app(
         max_upload_mb=max_upload_mb,
         max_pixels=max_pixels,
         workers=workers,
-        upscaler_factory=partial(get_upscaler, tile=tile, precision=precision, backend=backend),
+        memory_budget_mb=memory_budget_mb,
+        max_request_gmacs=max_request_gmacs,
+        max_pending_gmacs=max_pending_gmacs,
+        allowed_hosts=(*LOCAL_HOSTS, *named, *allow_hosts),
+        upscaler_factory=partial(
+            get_upscaler, tile=tile, device=device, precision=precision, backend=backend
+        ),
     )
     uvicorn.run(app, host=host, port=port)
