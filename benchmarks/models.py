@@ -26,7 +26,6 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from timing import median_seconds
 
 from superres.apps.report.tables import markdown_table, write_json, write_text_atomic
 from superres.engine.evaluation import bicubic_enlarger, evaluate, load_references
@@ -34,6 +33,7 @@ from superres.engine.inference import Upscaler
 from superres.models import create_model, load_model
 from superres.models.complexity import multiply_adds_per_output_pixel
 from superres.models.registry import ARCHITECTURES, shipped_scales
+from superres.timing import median_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from timing import median_seconds
 
 from superres.apps.report.figures import comparison_figure, detail_box, save_figure
 from superres.apps.report.tables import markdown_table, write_json, write_text_atomic
@@ -41,6 +40,7 @@ from superres.models import load_model, load_weights_file
 from superres.models.registry import shipped_scales
 from superres.quality.metrics import score
 from superres.quality.realistic import TRACKS
+from superres.timing import median_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 from skimage import data
-from timing import median_seconds
 
 from superres.imageio.files import write_image
+from superres.timing import median_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"

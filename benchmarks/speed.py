@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import platform
 import shlex
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,6 +54,7 @@ from superres.models import LoadedModel, resolve_name
 from superres.models.complexity import multiply_adds_per_output_pixel, sample_forward
 from superres.models.registry import shipped_models
 from superres.quality.degrade import imresize_matlab
+from superres.timing import median_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -85,16 +84,6 @@ def configurations() -> list[Configuration]:
     if onnxruntime_available():
         found.append(Configuration("onnxruntime fp32", "onnxruntime", "fp32"))
     return found
-
-
-def median_seconds(work: Callable[[], object], repeats: int) -> float:
-    work()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def matmul_gflops(repeats: int, size: int = 2048) -> float:

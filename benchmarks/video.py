@@ -33,7 +33,6 @@ import av
 import cv2
 import numpy as np
 import torch
-from timing import median_seconds
 from upscale_memory import measure, photo_like
 
 from superres.apps.report.tables import markdown_table, write_json, write_text_atomic
@@ -42,6 +41,7 @@ from superres.engine.video import upscale_video
 from superres.imageio.video import ENCODERS
 from superres.models import load_model
 from superres.models.registry import shipped_scales
+from superres.timing import median_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"

@@ -6,7 +6,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from PIL import Image, ImageCms
+
+import superres.apps.cli
 from superres.training.trainer import TrainConfig
+
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+ORIENTATION, MAKE = 0x0112, 0x010F  # EXIF tags
+
+
+def exif_bytes(orientation: int = 1) -> bytes:
+    """EXIF with an orientation and a camera make, to see both applied or carried."""
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    exif[MAKE] = "TestCam"
+    return exif.tobytes()
+
+
+def exif_tags(exif: bytes | None) -> dict[int, object]:
+    assert exif is not None
+    parsed = Image.Exif()
+    parsed.load(exif)
+    return dict(parsed)
 
 
 def run_superres(
@@ -24,6 +46,16 @@ def run_superres(
         text=True,
         timeout=300,
     )
+
+
+def run_main(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: object
+) -> tuple[int, str]:
+    """The real entry point (`superres ...`) in this process: its exit status and stderr."""
+    monkeypatch.setattr(sys, "argv", ["superres", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        superres.apps.cli.main()
+    return exit_info.value.code, capsys.readouterr().err
 
 
 def tiny_config(folder: Path, **overrides: object) -> TrainConfig:

@@ -174,6 +174,17 @@ def test_an_animation_refused_by_its_target_is_one_line(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part") or p.suffix == ".jpg"]
 
 
+def test_an_animation_refused_by_the_engine_is_named_once(tmp_path: Path) -> None:
+    """The engine's reasons name no file, so the line named none; a write error (above) names
+    its target itself and is printed as it is, not with the source put in front."""
+    source = save_animation(tmp_path / "a.gif", frames_with_alpha(), duration=DURATIONS)
+    result = upscale_cli(source, "-o", tmp_path / "b.gif", "--max-output-pixels", 100)
+    assert result.exit_code == 1
+    (line,) = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: {source}: enlarging 32x24 by 2 makes 64x48 = 3,072 pixels")
+    assert line.count(str(tmp_path)) == 1
+
+
 def test_python_api(tmp_path: Path) -> None:
     source = save_animation(tmp_path / "a.png", frames_with_alpha(), duration=DURATIONS)
     summary = superres.upscale_file(source, tmp_path / "b.webp", scale=SCALE)

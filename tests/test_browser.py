@@ -158,7 +158,8 @@ def test_refusal_is_one_line_on_the_page(page, tmp_path) -> None:
     page.click("#run")
     expect(page.locator("#error")).to_be_visible()
     expect(page.locator("#error")).to_have_text(
-        "notes.png: not an image, or not a supported format (PNG, JPEG, BMP, TIFF, WEBP)"
+        "notes.png: not an image, or not a supported format (PNG, JPEG, BMP, TIFF, WEBP, AVIF, "
+        "HEIF, JXL)"
     )
     expect(page.locator("#result")).to_be_hidden()
     expect(page.locator("#run")).to_be_enabled()

@@ -148,3 +148,38 @@ def test_user_errors_are_one_line_and_non_zero(tmp_path, astronaut, monkeypatch,
     lines = completed.stderr.strip().splitlines()
     assert lines[0].startswith("error:") and len(lines) <= 2, completed.stderr  # + a summary
     assert "Traceback" not in completed.stderr and "Usage:" not in completed.stderr
+
+
+def test_degrade_names_each_file_it_cannot_take_and_does_the_rest(tmp_path, astronaut):
+    """An animation in a folder was passed over in silence: now it is one line."""
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    write_image(folder / "photo.png", astronaut)
+    frames = [Image.fromarray(astronaut[:8, :8]), Image.fromarray(astronaut[8:16, :8])]
+    frames[0].save(folder / "moving.gif", save_all=True, append_images=frames[1:])
+    (folder / "gone.png").symlink_to("nowhere.png")
+    result = invoke("degrade", folder, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert f"{folder / 'moving.gif'}: an animation or a video: only upscale reads it" in (
+        result.output
+    )
+    assert f"{folder / 'gone.png'}: a broken symbolic link" in result.output
+    assert "1 done, 2 failed" in result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["photo.png"]
+
+
+def test_every_option_says_what_it_is_and_help_has_no_placeholder_noise():
+    import typer
+
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():
+        for param in command.params:
+            if param.param_type_name == "option" and param.name != "help":
+                assert param.help, f"{name} {param.opts[0]} has no description"
+        options = invoke(name, "--help").output.split("Options:", 1)[1]
+        for noise in ("<str>", "<bool>", "list["):
+            assert noise not in options, f"`superres {name} --help` shows {noise}"
+    assert "--format <png|jpg|jpeg|webp|" in invoke("degrade", "--help").output
+    refused = invoke("degrade", "photo.png", "-o", "out", "--format", "pgn")
+    assert refused.exit_code != 0 and "'pgn' is not one of" in refused.output

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from superres.engine.export import OnnxRuntimeNetwork, export_onnx, max_difference, onnx_bytes
+from superres.engine.inference import Upscaler
 from superres.models import create_model
 
 
@@ -39,3 +40,6 @@ def test_a_missing_extra_is_named_in_one_line(monkeypatch, tmp_path):
     with pytest.raises(MissingExtraError, match=r"pip install 'superres\[onnx\]'"):
         OnnxRuntimeNetwork(b"")
     assert not (tmp_path / "m.onnx").exists()
+    # What `upscale --backend onnxruntime` runs: torch's exporter failed first, unexplained.
+    with pytest.raises(MissingExtraError, match=r"pip install 'superres\[onnx\]'"):
+        Upscaler(model, tile=None, backend="onnxruntime")

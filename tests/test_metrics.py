@@ -95,3 +95,12 @@ def test_sixteen_bit_is_scored_on_its_eight_bit_equivalent(astronaut, noisy):
 def test_unknown_protocol(astronaut):
     with pytest.raises(SuperresError, match="unknown protocol"):
         score(astronaut, astronaut, "paper")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("protocol", "window"), [("standard", 11), ("tutorial", 7)])
+def test_an_image_smaller_than_the_ssim_window_is_a_clear_error(protocol, window):
+    rng = np.random.default_rng(0)
+    fits = rng.integers(0, 256, (window, window + 3, 3), dtype=np.uint8)
+    assert 0 < score(fits, fits[::-1], protocol).ssim < 1
+    with pytest.raises(SuperresError, match=f"smaller than SSIM's {window}x{window} window"):
+        score(fits[1:], fits[1:, ::-1], protocol)

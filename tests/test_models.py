@@ -209,11 +209,13 @@ TINY_SHAPES = [(1, 1), (1, 1, 3), (1, 6, 3), (6, 1), (2, 2, 3), (3, 7, 4), (1, 3
 )
 def test_every_shipped_model_enlarges_images_from_one_pixel_up(name, scale):
     """Any image at least 1x1 is valid: each comes out exactly scale times larger, and a flat
-    image stays flat (MATLAB's symmetric padding of a 1-pixel side is the pixel itself)."""
+    image stays flat: mirrored out to the network's receptive field, it never sees the zeros
+    its convolutions pad with (srcnn and espcn were off by up to 32 levels on these)."""
     for shape in TINY_SHAPES:
         pixels = np.full(shape, 120, np.uint8)
         out = upscale(pixels, model=name, scale=scale, tile=None)
         assert out.shape == (shape[0] * scale, shape[1] * scale, *shape[2:]), shape
+        assert np.abs(out.astype(int) - 120).max() <= 1, shape
 
 
 def test_stray_files_in_the_weights_folder_are_ignored_and_named(tmp_path, monkeypatch):
@@ -229,3 +231,33 @@ def test_stray_files_in_the_weights_folder_are_ignored_and_named(tmp_path, monke
         "compact-xbig.safetensors",
         "notes.safetensors",
     ]
+
+
+def test_auto_names_real_where_shipped_and_default_elsewhere() -> None:
+    from superres.models.registry import AUTO_MODEL, resolve_model, shipped_scales
+
+    for scale in (2, 3, 4):
+        expected = "real" if scale in shipped_scales("real") else "compact"
+        assert resolve_model(AUTO_MODEL, scale) == expected
+    assert resolve_model(AUTO_MODEL, 4) == "real"  # shipped: photos get the real-world model
+    assert resolve_model("srcnn", 4) == "srcnn-955"
+
+
+def test_a_damaged_weights_file_is_named_and_hides_no_other(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from superres.apps.cli import app
+    from superres.models.registry import shipped_models
+
+    save_weights(tmp_path / "compact-x2.safetensors", create_model("compact", 2, width=8))
+    (tmp_path / "compact-x3.safetensors").write_bytes(b"junk")
+    monkeypatch.setenv("SUPERRES_WEIGHTS_DIR", str(tmp_path))
+    unreadable: list[str] = []
+    assert [m.scale for m in shipped_models(unreadable)] == [2]
+    assert len(unreadable) == 1 and "compact-x3.safetensors: not a readable" in unreadable[0]
+    with pytest.raises(ModelError, match="compact-x3.safetensors"):
+        shipped_models()
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    assert "ignored " in result.output and "compact-x3.safetensors" in result.output
+    assert "x2" in result.output

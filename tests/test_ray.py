@@ -7,15 +7,16 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_superres
+from helpers import run_main, run_superres
 from typer.testing import CliRunner
 
-import superres.apps.cli
 from superres.apps.cli import app
+from superres.atomic import replacing
 from superres.engine.batch import FileSummary, plan_jobs
 from superres.engine.ray_executor import FileWorker, RayPool, WorkerSettings
 from superres.errors import SuperresError
@@ -66,8 +67,24 @@ def test_ray_writes_the_local_bytes_reports_bad_files_and_resumes(ray_cluster, f
     assert "0 written, 3 skipped, 1 failed" in again.output
 
 
+def test_videos_and_animations_on_ray_are_the_local_bytes(ray_cluster, tmp_path):
+    # Imported here: test_video skips without PyAV, and the other tests need no PyAV.
+    from test_animation import frames_with_alpha, save_animation
+    from test_video import make_clip, moving_frames
+
+    media = tmp_path / "media"
+    media.mkdir()
+    make_clip(media / "clip.mp4", moving_frames(4))
+    save_animation(media / "party.gif", frames_with_alpha(), duration=100, loop=0)
+    local = _upscale(media, "-o", tmp_path / "local")
+    on_ray = _upscale(media, "-o", tmp_path / "ray", "--executor", "ray")
+    assert local.exit_code == on_ray.exit_code == 0, on_ray.output
+    assert sorted(_files(tmp_path / "ray")) == ["clip.mp4", "party.gif"]
+    assert _files(tmp_path / "ray") == _files(tmp_path / "local")
+
+
 def _jobs(folder: Path, output: Path):
-    jobs, _ = plan_jobs([folder], output)
+    jobs, _, _ = plan_jobs([folder], output)
     return [job for job in jobs if job.source.name != "broken.png"]
 
 
@@ -78,7 +95,9 @@ def test_a_worker_dying_mid_batch_is_replaced_and_its_file_redone(ray_cluster, f
         def run(self, job):
             if job.source.name == "b.png" and not marker.exists():
                 marker.touch()
-                os._exit(1)  # as a worker killed by the OOM killer would
+                with replacing(job.target) as temporary:  # half written, then killed
+                    temporary.write_bytes(b"half an image")
+                    os._exit(1)  # as a worker killed by the OOM killer would
             return super().run(job)
 
     with RayPool(SETTINGS, worker=DiesOnce) as pool:
@@ -88,7 +107,34 @@ def test_a_worker_dying_mid_batch_is_replaced_and_its_file_redone(ray_cluster, f
     assert all(isinstance(summary, FileSummary) for summary in results.values())
     reference = _upscale(folder, "-o", tmp_path / "local", "--precision", "fp32")
     assert reference.exit_code == 1
-    assert _files(tmp_path / "out") == _files(tmp_path / "local")
+    assert _files(tmp_path / "out") == _files(tmp_path / "local")  # hidden temporaries too
+
+
+def test_a_batch_stopped_midway_leaves_only_finished_files(ray_cluster, folder, tmp_path):
+    """Ctrl-C in the driver kills the workers mid-write; their temporaries go too."""
+    output = tmp_path / "out"
+
+    class HangsWriting(FileWorker):
+        def run(self, job):
+            if job.source.name == "b.png":
+                with replacing(job.target) as temporary:
+                    temporary.write_bytes(b"half an image")
+                    time.sleep(600)  # until killed
+            return super().run(job)
+
+    def writing() -> bool:
+        return any(output.glob(".b.png.*.part"))
+
+    with RayPool(SETTINGS, worker=HangsWriting) as pool:
+        pool.start(2)
+        for _job, result in pool.run(_jobs(folder, output)):
+            assert isinstance(result, FileSummary)
+            deadline = time.monotonic() + 60
+            while not writing() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert writing()
+            break  # as Ctrl-C would, with b.png half written
+    assert sorted(p.name for p in output.iterdir()) == ["a.png"]
 
 
 def test_a_file_that_kills_every_worker_is_reported_and_the_rest_done(
@@ -114,16 +160,15 @@ def test_a_model_workers_cannot_load_is_one_line(ray_cluster):
         pool.start(1)
 
 
-def _main(monkeypatch, capsys, *args: object) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["superres", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        superres.apps.cli.main()
-    return exit_info.value.code, capsys.readouterr().err
+def test_a_gpu_the_cluster_lacks_is_one_line_not_a_wait(ray_cluster):
+    pool = RayPool(WorkerSettings("default", 2, {"device": "cuda"}))
+    with pool, pytest.raises(SuperresError, match="--device cuda was asked for, but the Ray"):
+        pool.start(1)
 
 
 def test_without_ray_the_extra_is_named(monkeypatch, capsys, folder, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as when it is absent
-    code, stderr = _main(
+    code, stderr = run_main(
         monkeypatch, capsys, "upscale", folder, "-o", tmp_path, "--executor", "ray"
     )
     assert code == 2 and len(stderr.strip().splitlines()) == 1

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from superres.apps.cli import app
 from superres.errors import SuperresError
 from superres.imageio.files import load_pixels, write_image
+from superres.quality import realistic
 from superres.quality.realistic import (
     PRESETS,
     STANDARD,
@@ -56,6 +57,30 @@ def test_noise_grows_with_strength_and_no_noise_preset_has_none():
     }
     assert spread["no-noise"] < 0.5  # blur and resize of a flat image stay flat
     assert spread["light"] < spread["standard"] < spread["heavy"]
+
+
+def test_photo_preset_reaches_low_jpeg_quality_and_single_stage_photos(monkeypatch, astronaut):
+    """The photo preset covers JPEG q30-95 (light stops at 62) and sends about half of its
+    draws through one shrink straight to the target size."""
+    assert PRESETS["light"].first.jpeg_quality[0] > 50
+    assert PRESETS["photo"].first.jpeg_quality == (30, 95)
+    targets: list[tuple[int, int]] = []
+    real_resize = realistic._resize
+
+    def spy(image, size, mode):
+        targets.append(tuple(size))
+        return real_resize(image, size, mode)
+
+    monkeypatch.setattr(realistic, "_resize", spy)
+    single = 0
+    for seed in range(40):
+        targets.clear()
+        out = degrade_realistic(astronaut[:64, :64], 4, PRESETS["photo"], seed=seed)
+        assert out.shape == (16, 16, 3)
+        single += len(targets) == 1 and targets[0] == (16, 16)
+    assert 10 <= single <= 30
+    flat = np.full((64, 64), 120, np.uint8)
+    assert np.std(degrade_realistic(flat, 4, PRESETS["photo-no-noise"], seed=2)) < 0.5
 
 
 def test_strength_bounds_and_unknown_names_are_user_errors():

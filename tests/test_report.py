@@ -24,7 +24,12 @@ from superres.apps.report.figures import (
 )
 from superres.apps.report.html import build_report
 from superres.apps.report.tables import format_number
-from superres.engine.evaluation import MethodOutput, bicubic_enlarger, load_references
+from superres.engine.evaluation import (
+    MethodOutput,
+    bicubic_enlarger,
+    load_references,
+    low_resolution_pair,
+)
 from superres.engine.inference import Upscaler
 from superres.errors import SuperresError
 from superres.imageio.files import load_pixels, write_image
@@ -203,6 +208,25 @@ def test_report_command_with_the_tutorial_degradation(references, tmp_path):
     assert face["scores"]["bicubic"] == score(high, upscaled, "standard", SCALE).as_dict()
 
 
+def test_report_on_a_real_world_track_scores_the_tracks_own_input(references, tmp_path):
+    """--degrade jpeg50: each method gets the track's JPEG input, made as the benchmark makes it."""
+    folder = tmp_path / "report"
+    args = ["report", references, "-s", SCALE, "--models", "bicubic", "--degrade", "jpeg50"]
+    result = invoke(*args, "-o", folder)
+    assert result.exit_code == 0, result.output
+    payload = json.loads((folder / "report.json").read_text())
+    assert payload["degradation"] == "jpeg50"
+    high, low = low_resolution_pair(
+        load_pixels(references / "face.png"), SCALE, "jpeg50", "face.png"
+    )
+    upscaled = bicubic_enlarger(SCALE)(low)
+    face = next(entry for entry in payload["images"] if entry["image"] == "face.png")
+    assert face["scores"]["bicubic"] == score(high, upscaled, "standard", SCALE).as_dict()
+    clean = bicubic_enlarger(SCALE)(downscale(high, SCALE, "matlab-bicubic"))
+    assert face["scores"]["bicubic"] != score(high, clean, "standard", SCALE).as_dict()
+    assert "JPEG q50" in (folder / "index.html").read_text()
+
+
 def test_plot_training_draws_every_run(tmp_path, run_dir):
     other = write_log(
         tmp_path / "run-b", ["1,100,0.07,,,0.001,1.0", "2,200,0.06,27.0,0.8,0.0005,2.0"]
@@ -227,3 +251,14 @@ def test_plot_training_without_a_log_is_a_clear_error(tmp_path):
     assert isinstance(result.exception, SuperresError)
     assert "log.csv" in str(result.exception) and str(empty) in str(result.exception)
     assert not (tmp_path / "curves.png").exists()
+
+
+def test_demo_shows_the_clean_protocol_and_a_real_world_photo(tmp_path):
+    """The README's main command: a clean x3 report and a noisy-JPEG x4 one with `real`."""
+    result = invoke("demo", "-o", tmp_path, "--models", "default")
+    assert result.exit_code == 0, result.output
+    clean = json.loads((tmp_path / "report.json").read_text())
+    photo = json.loads((tmp_path / "real-photo" / "report.json").read_text())
+    assert clean["degradation"] == "standard" and photo["degradation"] == "noise10-jpeg70"
+    assert [m["method"] for m in photo["methods"]] == ["bicubic", "default", "real"]
+    assert (tmp_path / "real-photo" / "figures" / "astronaut.png").read_bytes()[:8] == PNG_SIGNATURE

@@ -85,7 +85,7 @@ def test_resume_is_bit_for_bit(tmp_path, image_folder, settings):
 def test_empty_or_missing_training_folder_is_a_clear_error(tmp_path):
     with pytest.raises(SuperresError, match="no images"):
         Trainer(_config(tmp_path), tmp_path / "run")
-    with pytest.raises(SuperresError, match="not found"):
+    with pytest.raises(SuperresError, match="nowhere: no such file or folder"):
         Trainer(_config(tmp_path / "nowhere"), tmp_path / "run")
 
 
@@ -153,6 +153,21 @@ def test_init_starts_from_trained_weights_and_refuses_another_model(tmp_path, im
     )
     with pytest.raises(SuperresError, match="cannot start from it"):
         Trainer(other, tmp_path / "c")
+
+
+def test_init_from_another_scale_takes_the_features_and_starts_the_tail_fresh(
+    tmp_path, image_folder
+):
+    """A x4 run's weights start a x2 one: every tensor of the same name and shape is taken,
+    the scale-specific tail (the pixel-shuffle output layer) starts from the seed's values."""
+    Trainer(_config(image_folder, scale=4, patch_size=24), tmp_path / "x4").run()
+    start = load_weights_file(tmp_path / "x4" / WEIGHTS).network.state_dict()
+    x2 = Trainer(_config(image_folder, init=str(tmp_path / "x4" / WEIGHTS)), tmp_path / "x2")
+    fresh = Trainer(_config(image_folder), tmp_path / "fresh").network.state_dict()
+    assert x2.fresh_tensors  # the tail differs in shape between x4 and x2
+    for name, tensor in x2.network.state_dict().items():
+        expected = fresh[name] if name in x2.fresh_tensors else start[name]
+        assert torch.equal(tensor, expected), name
 
 
 def test_realistic_batches_differ_by_step_and_repeat_by_seed(image_folder, tmp_path):
@@ -262,6 +277,25 @@ def test_precision_and_loss_typos_are_refused(tmp_path, image_folder):
         Trainer(_config(image_folder, precision="fp23"), tmp_path)
     with pytest.raises(SuperresError, match="unknown loss 'l2'"):
         Trainer(_config(image_folder, loss="l2"), tmp_path)
+
+
+def test_emulated_bf16_is_refused_and_a_resume_may_switch_precision(
+    tmp_path, image_folder, monkeypatch
+):
+    """bf16 without native support would train many times slower: refused; a bf16 run made
+    elsewhere resumes here in fp32 (precision is arithmetic, not a setting of the model)."""
+    from superres.training import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: True)
+    Trainer(_config(image_folder, precision="bf16"), tmp_path).run(until=2)
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(SuperresError, match="needs a CPU with AVX512-BF16 or AMX"):
+        Trainer(_config(image_folder, precision="bf16"), tmp_path / "fresh")
+    moved = Trainer(_config(image_folder, precision="fp32"), tmp_path)
+    moved.resume()
+    assert moved.step == 2
+    moved.run(until=4)
+    assert moved.step == 4
 
 
 def _cli(*args):

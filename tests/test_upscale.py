@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from helpers import run_superres
+from helpers import run_main, run_superres
 from PIL import Image, ImageCms
 from rich.console import Console
 from skimage import data
@@ -491,6 +490,47 @@ def test_format_clash_in_one_folder_is_reported(tmp_path: Path, photo: np.ndarra
     assert f"{tmp_path / 'in' / 'a.png'}: not written" in result.output
 
 
+def test_a_rerun_on_a_glob_skips_the_results_written_beside_the_inputs(tmp_path, photo):
+    """`superres upscale pics/*.jpg` again: the glob now names photo_x2.jpg as well, which was
+    enlarged again (photo_x2_x2.jpg) while photo.jpg was refused as overwriting an input."""
+    pics = tmp_path / "pics"
+    write_image(pics / "photo.jpg", photo)
+    write_image(pics / "other.jpg", photo[::-1])
+    assert upscale_cli(*sorted(pics.glob("*.jpg"))).exit_code == 0
+    results = {path: path.read_bytes() for path in pics.glob("*_x2.jpg")}
+    again = upscale_cli(*sorted(pics.glob("*.jpg")))
+    assert again.exit_code == 0, again.output
+    lines = again.output.splitlines()
+    earlier = f"skip {pics / 'photo_x2.jpg'} (an earlier result of {pics / 'photo.jpg'}; -o"
+    assert [line for line in lines if line.startswith(earlier)] == [f"{earlier} enlarges it again)"]
+    assert f"skip {pics / 'photo_x2.jpg'} (exists; --overwrite replaces it)" in lines
+    assert "0 written, 4 skipped, 0 failed" in again.output
+    assert {path: path.read_bytes() for path in pics.glob("*_x2.jpg")} == results
+    replaced = upscale_cli(*sorted(pics.glob("*.jpg")), "--overwrite")  # from their sources
+    assert "2 written, 2 skipped, 0 failed" in replaced.output, replaced.output
+    assert sorted(path.name for path in pics.iterdir()) == [
+        "other.jpg",
+        "other_x2.jpg",
+        "photo.jpg",
+        "photo_x2.jpg",
+    ]
+
+
+def test_a_rerun_on_a_glob_of_folders_skips_the_sibling_result_folders(tmp_path, photo):
+    """`superres upscale */` again names holiday_x2/ too: it is not made into holiday_x2_x2/,
+    nor are holiday/'s outputs refused as inputs."""
+    write_image(tmp_path / "holiday" / "a.png", photo)
+    assert upscale_cli(tmp_path / "holiday").exit_code == 0
+    again = upscale_cli(tmp_path / "holiday", tmp_path / "holiday_x2")
+    assert again.exit_code == 0, again.output
+    assert (
+        f"skip {tmp_path / 'holiday_x2'} (an earlier result of {tmp_path / 'holiday'}; "
+        "-o enlarges it again)" in again.output.splitlines()
+    )
+    assert "0 written, 2 skipped, 0 failed" in again.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["holiday", "holiday_x2"]
+
+
 def test_output_folder_inside_the_input_folder_resumes(tmp_path: Path, photo: np.ndarray) -> None:
     """A second run skips the first run's results instead of enlarging them into OUT/OUT."""
     folder = tmp_path / "photos"
@@ -545,16 +585,6 @@ def test_threads_and_device_options(tmp_path: Path, photo: np.ndarray) -> None:
 
 
 # ------------------------------------------------------------------------- user errors
-
-
-def run_main(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: object
-) -> tuple[int, str]:
-    """The real entry point (`superres ...`): its exit status and stderr."""
-    monkeypatch.setattr(sys, "argv", ["superres", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        superres.apps.cli.main()
-    return exit_info.value.code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -724,3 +754,110 @@ def test_an_unexpected_error_in_one_file_is_one_line_and_the_batch_goes_on(
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
     assert "b.png: unexpected RuntimeError: boom (run `superres --debug" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_result_over_the_pixel_limit_is_refused_before_any_work(tmp_path, photo, monkeypatch):
+    """A few bytes of PNG can declare a huge image: its result is refused, naming the file and
+    the limit, before its buffer is taken; the batch goes on, and 0 lifts the limit."""
+    write_image(tmp_path / "in" / "big.png", photo)  # 52x40: 104x80 = 8,320 pixels at x2
+    write_image(tmp_path / "in" / "small.png", photo[:30, :30])
+    runs: list[int] = []
+    enlarge = Upscaler._enlarge
+
+    def counted(self: Upscaler, image: np.ndarray, progress=None) -> np.ndarray:
+        runs.append(image.size)
+        return enlarge(self, image, progress)
+
+    monkeypatch.setattr(Upscaler, "_enlarge", counted)
+    result = upscale_cli(tmp_path / "in", "-o", tmp_path / "out", "--max-output-pixels", 8319)
+    assert result.exit_code == 1
+    assert (
+        f"{tmp_path / 'in' / 'big.png'}: enlarging 52x40 by 2 makes 104x80 = 8,320 pixels, "
+        "over the limit of 8,319 (--max-output-pixels" in result.output
+    )
+    assert len(runs) == 1 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["small.png"]
+    result = upscale_cli(tmp_path / "in", "-o", tmp_path / "out", "--max-output-pixels", 0)
+    assert result.exit_code == 0, result.output
+    assert read_image(tmp_path / "out" / "big.png").pixels.shape == (80, 104, 3)
+    with pytest.raises(SuperresError, match="over the limit of 8,319"):
+        superres.upscale(photo, model="default", scale=SCALE, max_output_pixels=8319)
+    assert superres.upscale(photo, model="default", scale=SCALE, max_output_pixels=None).shape
+
+
+def test_links_that_lead_nowhere_are_reported_and_linked_folders_followed(tmp_path, photo):
+    """A broken link and a link back up are one line each; a link to a folder is followed."""
+    folder, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    write_image(folder / "a.png", photo)
+    write_image(elsewhere / "b.png", photo)
+    (folder / "gone.png").symlink_to("nowhere.png")
+    (folder / "linked").symlink_to(elsewhere)
+    (folder / "linked-up").symlink_to(folder)
+    result = upscale_cli(folder, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert f"error: {folder / 'gone.png'}: a broken symbolic link (to nowhere.png)" in result.output
+    assert f"{folder / 'linked-up'}: a symbolic link to {folder}, a folder that contains it" in (
+        result.output
+    )
+    assert "2 written, 0 skipped, 2 failed" in result.output
+    assert (tmp_path / "out" / "linked" / "b.png").is_file()
+
+
+def test_output_folder_equal_to_the_input_folder_with_a_format_can_be_run_again(tmp_path, photo):
+    """photo.jpg -> photo.png among the inputs: a second run skips it, not enlarges it."""
+    folder = tmp_path / "photos"
+    write_image(folder / "photo.jpg", photo)
+    first = upscale_cli(folder, "-o", folder, "--format", "png")
+    assert first.exit_code == 0, first.output
+    written = (folder / "photo.png").read_bytes()
+    again = upscale_cli(folder, "-o", folder, "--format", "png")
+    assert again.exit_code == 0, again.output
+    assert "0 written, 1 skipped, 0 failed" in again.output
+    assert (folder / "photo.png").read_bytes() == written
+    assert sorted(p.name for p in folder.iterdir()) == ["photo.jpg", "photo.png"]
+
+
+def test_an_output_path_that_is_a_folder_is_an_error_not_a_skip(tmp_path, photo):
+    write_image(tmp_path / "in" / "photo.png", photo)
+    (tmp_path / "out" / "photo.png").mkdir(parents=True)
+    for overwrite in ([], ["--overwrite"]):
+        result = upscale_cli(tmp_path / "in", "-o", tmp_path / "out", *overwrite)
+        assert result.exit_code == 1
+        assert f"{tmp_path / 'out' / 'photo.png'} is a folder" in result.output
+        assert "0 written, 0 skipped, 1 failed" in result.output
+
+
+def test_the_temporary_of_a_killed_write_goes_at_the_next_run_a_live_one_stays(tmp_path, photo):
+    """kill -9 mid-write leaves .NAME.xxxxxxxx.part, which nothing removed: the next write of
+    NAME does, unless its writer is still alive (it holds a lock on it)."""
+    import signal
+    import subprocess
+    import sys
+
+    write_image(tmp_path / "in" / "photo.png", photo)
+    out = tmp_path / "out"
+    out.mkdir()
+    writer = (
+        "import os, sys\nfrom pathlib import Path\nfrom superres.atomic import create_temporary\n"
+        "descriptor, _ = create_temporary(Path(sys.argv[1]))\nos.write(descriptor, b'half')\n"
+        "print(flush=True)\n"
+        "os.kill(os.getpid(), 9) if sys.argv[2] == 'die' else sys.stdin.read()\n"
+    )
+
+    def start(how: str) -> subprocess.Popen[str]:
+        command = [sys.executable, "-c", writer, str(out / "photo.png"), how]
+        process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert process.stdout is not None and process.stdout.readline() == "\n"  # written
+        return process
+
+    assert start("die").wait() == -signal.SIGKILL
+    (killed,) = list(out.glob(".photo.png.*.part"))
+    alive = start("wait")
+    try:
+        (live,) = set(out.glob(".photo.png.*.part")) - {killed}
+        result = upscale_cli(tmp_path / "in", "-o", out)
+        assert result.exit_code == 0, result.output
+        assert sorted(p.name for p in out.iterdir()) == sorted([live.name, "photo.png"])
+    finally:
+        alive.communicate("")

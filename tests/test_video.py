@@ -368,6 +368,16 @@ def test_bad_videos_are_one_line_each_and_the_batch_goes_on(tmp_path: Path) -> N
     assert no_partial_files(tmp_path)
 
 
+def test_a_container_not_read_is_one_line_naming_those_that_are(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "clip.wmv", moving_frames(2), audio=False)  # ASF: FFmpeg reads it
+    result = upscale_cli(clip, "-o", tmp_path / "big.mp4")
+    assert result.exit_code == 1
+    [error] = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert error.startswith(f"error: {clip}: not an image")
+    assert "; videos: .3gp, .avi, " in error and ", .mp4, " in error  # what would be read
+    assert not (tmp_path / "big.mp4").exists()
+
+
 def test_an_interrupted_run_leaves_nothing_under_the_final_name(tmp_path: Path) -> None:
     source = make_clip(tmp_path / "clip.mp4", moving_frames(5))
     target = tmp_path / "out" / "big.mp4"

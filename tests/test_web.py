@@ -140,16 +140,20 @@ def test_limits_follow_the_options() -> None:
         max_request_gmacs=7,
         max_pending_gmacs=21,
         client_timeout=9,
+        max_video_seconds=12,
+        max_frames=34,
     )
     assert client.get("/api/limits").json() == {
         "max_upload_bytes": 1_500_000,
         "max_pixels": 1000,
         "max_output_pixels": 16000,
-        "max_side": {"jpg": 65535, "webp": 16383},
+        "max_side": {"jpg": 65535, "webp": 16383, "avif": 32768},
         "memory_budget_bytes": 250_000_000,
         "max_request_gmacs": 7.0,
         "max_pending_gmacs": 21.0,
         "client_timeout_s": 9.0,
+        "max_video_seconds": 12.0,
+        "max_frames": 34,
     }
 
 
@@ -195,10 +199,11 @@ def test_openapi_describes_the_api(client) -> None:
     body = upscale["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert body["required"] == ["image"]
     assert body["properties"]["image"] == {"type": "string", "format": "binary"}
-    assert body["properties"]["format"]["enum"] == ["png", "jpg", "webp"]
+    assert body["properties"]["format"]["enum"] == ["png", "jpg", "webp", "avif", "heic", "jxl"]
     assert {"model", "scale", "outscale"} <= set(body["properties"])
     responses = upscale["responses"]
-    assert set(responses["200"]["content"]) == {"image/png", "image/jpeg", "image/webp"}
+    images = {"image/png", "image/jpeg", "image/webp", "image/avif", "image/heic", "image/jxl"}
+    assert images <= set(responses["200"]["content"])
     assert {"X-Input-Size", "X-Output-Size", "X-Elapsed-Ms"} <= set(responses["200"]["headers"])
     assert {"404", "413", "415", "422", "503"} <= set(responses)
     assert "Retry-After" in responses["503"]["headers"]
@@ -245,14 +250,32 @@ def test_outscale_picks_a_scale_and_resamples(client, photo, outscale, model_use
 
 @pytest.mark.parametrize(
     ("fmt", "media_type", "pillow_format"),
-    [("png", "image/png", "PNG"), ("jpg", "image/jpeg", "JPEG"), ("webp", "image/webp", "WEBP")],
+    [
+        ("png", "image/png", "PNG"),
+        ("jpg", "image/jpeg", "JPEG"),
+        ("webp", "image/webp", "WEBP"),
+        ("avif", "image/avif", "AVIF"),
+        ("heic", "image/heic", "HEIF"),
+        ("jxl", "image/jxl", "JXL"),
+    ],
 )
 def test_formats(client, photo, fmt, media_type, pillow_format) -> None:
     response = post(client, png_bytes(photo), scale=2, format=fmt)
     assert response.status_code == 200
     assert response.headers["content-type"] == media_type
-    image = decoded(response)
+    image = decoded(response)  # the server has registered the HEIF and JXL plugins by now
     assert (image.format, image.size) == (pillow_format, (160, 144))
+
+
+def test_a_heic_burst_upload_gives_its_primary_image_and_says_so(client, photo) -> None:
+    frames = [Image.fromarray(photo), Image.fromarray(255 - photo)]
+    encode_image(photo, "heic")  # registers Pillow's HEIF writer
+    burst = io.BytesIO()
+    frames[0].save(burst, format="HEIF", save_all=True, append_images=frames[1:])
+    response = post(client, burst.getvalue(), "burst.heic", scale=2)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-input-size"] == "80x72"
+    assert response.headers["x-notes"] == "holds 2 images; only the primary one is upscaled"
 
 
 # ------------------------------------------------------------------------------------ refusals
@@ -712,6 +735,29 @@ def test_every_response_says_nosniff_and_carries_the_policy(client, photo) -> No
         assert response.headers["content-security-policy"] == PAGE_POLICY
 
 
+def test_a_bug_is_a_500_with_the_same_headers(photo) -> None:
+    class Broken(Upscaler):
+        def upscale(self, pixels, outscale=None, progress=None):
+            raise RuntimeError("a bug")
+
+    app = create_app(
+        upscaler_factory=lambda n, s: Broken(UPSCALERS[s].model), model_lister=tiny_lister
+    )
+    client = TestClient(app, base_url=LOCAL, raise_server_exceptions=False)
+    response = post(client, png_bytes(photo), scale=2)
+    assert_refused(response, 500, "internal error")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["content-security-policy"] == PAGE_POLICY
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 5), (6, 1, 4), (2, 3, 2)])
+def test_images_from_one_pixel_up_are_served(client, shape) -> None:
+    response = post(client, png_bytes(np.full(shape, 90, np.uint8)), scale=2)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-output-size"] == f"{shape[1] * 2}x{shape[0] * 2}"
+    assert decoded(response).size == (shape[1] * 2, shape[0] * 2)
+
+
 @pytest.mark.parametrize(
     ("host", "allowed", "status"),
     [
@@ -876,3 +922,23 @@ def test_denoise_reaches_models_that_have_it_and_is_refused_elsewhere(photo) -> 
         refused = post(client, upload, model="compact", scale=2, denoise=0.5)
         assert refused.status_code == 422 and "no denoise control" in refused.json()["detail"]
         assert post(client, upload, model="real", scale=2, denoise=2).status_code == 422
+
+
+def test_auto_model_is_real_where_it_has_the_scale_and_default_elsewhere(photo) -> None:
+    """No model named: the real-world model at x4 (its scale), the clean default at x2."""
+    asked: list[tuple[str, int]] = []
+
+    def factory(name: str, scale: int) -> Upscaler:
+        asked.append((name, scale))
+        return UPSCALERS[scale]
+
+    def lister() -> list[dict]:
+        real = {**tiny_lister()[-1], "name": "real", "aliases": []}
+        return [*tiny_lister(), real]
+
+    client = TestClient(create_app(upscaler_factory=factory, model_lister=lister), base_url=LOCAL)
+    small = png_bytes(photo[:16, :16])
+    assert post(client, small, scale=4).status_code == 200
+    assert post(client, small, scale=2).status_code == 200
+    assert post(client, small, model="default", scale=4).status_code == 200
+    assert list(dict.fromkeys(asked)) == [("real", 4), ("compact", 2), ("compact", 4)]

@@ -2,8 +2,10 @@
 
 ``superres.upscale(image, model="default", scale=4)`` enlarges a numpy array or PIL image;
 ``superres.upscale_file(src, dst)`` an image, animation or video file;
-``superres.load_model(name, scale)`` gives the network and its description. Everything else
-lives in the submodules named after their job.
+``superres.load_model(name, scale)`` gives the network and its description; ``model`` and
+``name`` may also be a weights file's path (``superres train``'s, or with
+``superres[community]`` another project's). Everything else lives in the submodules named
+after their job.
 """
 
 from superres.api import upscale, upscale_file

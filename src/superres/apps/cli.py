@@ -25,12 +25,17 @@ from superres import __version__
 from superres.apps.report.tables import format_number, rich_table, write_csv, write_json
 from superres.apps.web import DEFAULT_LIMITS as LIMITS
 from superres.engine.devices import DEVICE_HELP, resolve_device
+from superres.engine.inference import MAX_OUTPUT_PIXELS
 from superres.errors import ImageWriteError, SuperresError
 from superres.imageio.files import (
+    IMAGE_EXTENSIONS,
+    OUTPUT_FORMATS,
     find_images,
     load_pixels,
     output_path_for,
     read_image,
+    require_format,
+    why_missing,
     write_image,
 )
 from superres.imageio.video import VideoCodec
@@ -73,7 +78,12 @@ FixedBackend = Literal["pytorch", "onnxruntime"]
 DegradeMethod = Literal[(*METHODS, "realistic")]  # type: ignore[valid-type]
 Preset = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
 TrackName = Literal[tuple(TRACKS)]  # type: ignore[valid-type]
+# How `report` makes its inputs: as the report module's DEGRADATIONS (not imported here: it
+# pulls in matplotlib, which every command would then pay for at start-up).
+ReportInput = Literal[("standard", "bilinear", *(t for t in TRACKS if t != "clean"))]  # type: ignore[valid-type]
+REAL_DEMO_TRACK = "noise10-jpeg70"
 ProtocolName = Literal[tuple(PROTOCOLS)]  # type: ignore[valid-type]
+OutputFormat = Literal[OUTPUT_FORMATS]  # type: ignore[valid-type]
 # `auto` is what benchmarks/speed.py measured fastest for the model (see superres.engine.runtime).
 PRECISION_HELP = (
     "bf16 needs a CPU with native bf16 or a GPU from Ampere on; fp16 a GPU; "
@@ -107,6 +117,9 @@ class Batch:
         self.failures = 0
 
     def report(self, error: Exception, item: Path | None = None) -> None:
+        """One ``error:`` line. A user error is printed as it is: it names its file itself
+        (the input, or the output a write failed on; see superres.errors.naming), so adding
+        ``item`` would name a file twice or two files. An unforeseen one gets ``item``."""
         self.failures += 1
         if isinstance(error, SuperresError):
             fail(str(error))
@@ -128,10 +141,19 @@ def _check_not_input(target: Path, inputs: set[Path]) -> None:
 
 
 def _expand(inputs: list[Path], batch: Batch) -> list[tuple[Path, Path]]:
-    files, missing = find_images(inputs)
+    """The still images of ``inputs``; animations, videos and what cannot be used are one line
+    each, never passed over in silence."""
+    from superres.imageio.animation import ANIMATION_EXTENSIONS
+    from superres.imageio.video import VIDEO_EXTENSIONS
+
+    moving = ANIMATION_EXTENSIONS | VIDEO_EXTENSIONS
+    files, missing = find_images(inputs, IMAGE_EXTENSIONS | moving)
     for path in missing:
-        batch.report(SuperresError(f"{path}: no such file or folder"))
-    return files
+        batch.report(SuperresError(f"{path}: {why_missing(path)}"))
+    for path, _ in files:
+        if path.suffix.lower() in moving:
+            batch.report(SuperresError(f"{path}: an animation or a video: only upscale reads it"))
+    return [(path, relative) for path, relative in files if path.suffix.lower() not in moving]
 
 
 @app.command("degrade")
@@ -168,9 +190,11 @@ def degrade_command(
         ),
     ] = None,
     fmt: Annotated[
-        str | None,
+        OutputFormat | None,
         typer.Option(
-            "--format", help="png, jpg, webp or tiff (default: as input; png is lossless)."
+            "--format",
+            case_sensitive=False,
+            help="The output format (default: as input; png is lossless).",
         ),
     ] = None,
 ) -> None:
@@ -382,15 +406,25 @@ def _split_list(value: str) -> list[str]:
 @app.command("benchmark")
 def benchmark_command(
     datasets: Annotated[
-        list[Path], typer.Option(help="Reference folders, e.g. Set5 (repeatable).")
+        list[Path], typer.Option(help="Reference folders, e.g. Set5 (repeatable).", metavar="DIR")
     ],
     models: Annotated[
-        str, typer.Option(help="Comma-separated: bicubic, srcnn, ...", metavar="LIST")
+        str,
+        typer.Option(
+            help="Comma-separated: bicubic, srcnn, ..., or weights files (at their own scale).",
+            metavar="LIST",
+        ),
     ] = "bicubic,srcnn",
     scales: Annotated[str, typer.Option(help="Comma-separated scales.", metavar="LIST")] = "2,3,4",
-    csv_path: Annotated[Path | None, typer.Option("--csv")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json")] = None,
-    markdown_path: Annotated[Path | None, typer.Option("--markdown")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write one row per result.")] = (
+        None
+    ),
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the rows as JSON.")] = (
+        None
+    ),
+    markdown_path: Annotated[
+        Path | None, typer.Option("--markdown", help="Write the table as Markdown.")
+    ] = None,
     backend: Annotated[FixedBackend, typer.Option(help="onnxruntime needs superres[onnx].")] = (
         "pytorch"
     ),
@@ -532,23 +566,63 @@ def _file_progress(
 @app.command("upscale")
 def upscale_command(
     inputs: Inputs,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (or file).")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output folder (or file, for one input). Without it, each file's output goes "
+            "beside it as NAME_x4.EXT and a folder's into a sibling FOLDER_x4/ (x4: the --scale, "
+            "or the --outscale; see --suffix).",
+        ),
+    ] = None,
+    suffix: Annotated[
+        str | None,
+        typer.Option(
+            help="What is added to names without -o (default: _x<scale>).", metavar="TEXT"
+        ),
+    ] = None,
     model: Annotated[
-        str, typer.Option(help="Model name; see `superres models`.", metavar="NAME")
-    ] = "default",
-    scale: Annotated[int, typer.Option("--scale", "-s", help="Model scale: 2, 3 or 4.")] = 4,
+        str,
+        typer.Option(
+            help="Model name; see `superres models`. auto: real (for photos: JPEG, noise, blur) "
+            "where it is shipped for the scale, default elsewhere. Or a weights file: one "
+            "`superres train` wrote, or another project's (superres[community]).",
+            metavar="NAME|FILE",
+        ),
+    ] = "auto",
+    scale: Annotated[
+        int | None,
+        typer.Option("--scale", "-s", help="Model scale: 2, 3 or 4 [4; a model file: its own]."),
+    ] = None,
     outscale: Annotated[
         float | None, typer.Option(help="Final size factor, e.g. 1.5 or 5 (resampled).")
     ] = None,
     tile: Annotated[str, typer.Option(help=TILE_HELP, metavar="SIDE|auto")] = "auto",
     fmt: Annotated[
-        str | None, typer.Option("--format", help="png, jpg, webp or tiff (default: as input).")
+        str | None,
+        typer.Option(
+            "--format",
+            help="png, jpg, webp, tiff, bmp, avif, heic or jxl (default: as input; heic and jxl "
+            "need superres[formats]).",
+            metavar="FORMAT",
+        ),
     ] = None,
-    quality: Annotated[int, typer.Option(help="JPEG/WebP quality, 1-100.")] = 95,
+    quality: Annotated[
+        int, typer.Option(help="JPEG, WebP, AVIF, HEIC and JPEG XL quality, 1-100.")
+    ] = 95,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing outputs.")
     ] = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+    max_output_pixels: Annotated[
+        int,
+        typer.Option(
+            help="Largest result, in pixels: a larger one is refused before any memory is taken "
+            "(0: no limit).",
+            metavar="N",
+        ),
+    ] = MAX_OUTPUT_PIXELS,
     device: Annotated[str, typer.Option(help=DEVICE_HELP, metavar="DEVICE")] = "auto",
     precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = "auto",
     backend: Annotated[Backend, typer.Option(help=BACKEND_HELP)] = "auto",
@@ -584,7 +658,12 @@ def upscale_command(
     ] = None,
 ) -> None:
     """Enlarge images, animations and videos with a model; existing outputs are skipped, so a
-    stopped batch resumes."""
+    stopped batch resumes.
+
+    Without -o, photo.heic becomes photo_x4.heic beside it and holiday/ becomes holiday_x4/
+    beside it (x4: --scale, or --outscale; --suffix changes "_x4"). An input is never
+    overwritten.
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -595,20 +674,29 @@ def upscale_command(
 
     from superres.engine.batch import (
         check_target,
+        default_suffix,
         is_video,
-        plan_jobs,
         protected_paths,
         upscale_file,
     )
     from superres.engine.inference import Upscaler, check_outscale
     from superres.imageio.video import VideoOptions
     from superres.models import load_model
+    from superres.models.files import is_model_path
 
     check_outscale(outscale, "--outscale")
-    if fmt is not None and fmt.lower() not in ("png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"):
-        raise SuperresError(f"unknown --format {fmt!r}; choose png, jpg, webp or tiff")
+    if fmt is not None:
+        if fmt.lower() not in OUTPUT_FORMATS:
+            raise SuperresError(f"unknown --format {fmt!r}; choose {', '.join(OUTPUT_FORMATS)}")
+        require_format(fmt)  # a missing extra: one line now, not one per file
+    if suffix is not None and output is not None:
+        raise SuperresError("--suffix names outputs written beside their inputs: drop it or -o")
+    if suffix is not None and ("/" in suffix or os.sep in suffix):
+        raise SuperresError(f"--suffix {suffix!r} is part of a file name: no / in it")
     if not 1 <= quality <= 100:
         raise SuperresError(f"--quality must be between 1 and 100, got {quality}")
+    loaded = load_model(model, scale)  # a bad name or file: one line, before any work
+    suffix = default_suffix(loaded.scale, outscale) if suffix is None else suffix
     video = VideoOptions(video_codec, crf)
     options = dict(
         tile=tile,
@@ -617,26 +705,24 @@ def upscale_command(
         precision=precision,
         backend=backend,
         denoise=denoise,
+        max_output_pixels=max_output_pixels or None,
     )
     if executor == "ray":
         from superres.engine.ray_executor import WorkerSettings
 
         per_file = {"outscale": outscale, "quality": quality, "video": video}
-        settings = WorkerSettings(model, scale, options, per_file)
-        _upscale_on_ray(inputs, output, fmt, overwrite, settings, ray_address)
+        where = str(Path(model).resolve()) if is_model_path(model) else model  # for every node
+        settings = WorkerSettings(where, loaded.scale, options, per_file)
+        _upscale_on_ray(inputs, output, fmt, suffix, overwrite, settings, ray_address)
         return
-    upscaler = Upscaler(load_model(model, scale), **options)
+    upscaler = Upscaler(loaded, **options)
     chosen = upscaler.runtime.describe()
     out.print(f"{upscaler.model.name} x{upscaler.scale}: {chosen}", highlight=False)
     batch = Batch()
-    jobs, missing = plan_jobs(inputs, output, fmt)
-    for path in missing:
-        batch.report(SuperresError(f"{path}: no such file or folder"))
+    jobs, skipped = _plan(inputs, output, fmt, suffix, batch)
     protected = protected_paths(jobs)
     claimed: dict[Path, Path] = {}
-    # One unwrapped line per file, names as they are (a "[red]" in a file name is not markup).
-    verbatim = {"highlight": False, "markup": False, "soft_wrap": True}
-    written = skipped = 0
+    written = 0
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),
@@ -651,7 +737,7 @@ def upscale_command(
             try:
                 if not check_target(job, protected, overwrite, claimed):
                     skipped += 1
-                    out.print(_skip_line(job), **verbatim)
+                    _print_skip(job.target)
                     continue
                 unit = "frames" if is_video(job.source) else "tiles"
                 progress.reset(tiles, description=job.source.name, total=None, rate="")
@@ -672,8 +758,24 @@ def upscale_command(
     _finish_upscale(batch, written, skipped)
 
 
-def _skip_line(job: Job) -> str:
-    return f"skip {job.target} (exists; --overwrite replaces it)"
+def _plan(
+    inputs: list[Path], output: Path | None, fmt: str | None, suffix: str, batch: Batch
+) -> tuple[list[Job], int]:
+    """`upscale`'s jobs, after a line for each input that cannot be used (a failure) and each
+    earlier result named again (a skip); returns them and the number of those skips."""
+    from superres.engine.batch import plan_jobs
+
+    jobs, missing, earlier = plan_jobs(inputs, output, fmt, suffix)
+    for path in missing:
+        batch.report(SuperresError(f"{path}: {why_missing(path)}"))
+    for result, source in earlier:
+        _print_skip(result, f"an earlier result of {source}; -o enlarges it again")
+    return jobs, len(earlier)
+
+
+def _print_skip(path: Path, why: str = "exists; --overwrite replaces it") -> None:
+    """A skipped file's line, unwrapped, its name as it is (a "[red]" in it is not markup)."""
+    out.print(f"skip {path} ({why})", highlight=False, markup=False, soft_wrap=True)
 
 
 def _print_written(job: Job, summary: FileSummary) -> None:
@@ -695,8 +797,9 @@ def _finish_upscale(batch: Batch, written: int, skipped: int) -> None:
 
 def _upscale_on_ray(
     inputs: list[Path],
-    output: Path,
+    output: Path | None,
     fmt: str | None,
+    suffix: str,
     overwrite: bool,
     settings: WorkerSettings,
     address: str | None,
@@ -705,24 +808,21 @@ def _upscale_on_ray(
     go to a pool of Ray workers (superres.engine.ray_executor)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from superres.engine.batch import check_target, plan_jobs, protected_paths
+    from superres.engine.batch import check_target, protected_paths
     from superres.engine.ray_executor import RayPool
 
     pool = RayPool(settings, address)  # Ray missing: one line, before any work
     batch = Batch()
-    jobs, missing = plan_jobs(inputs, output, fmt)
-    for path in missing:
-        batch.report(SuperresError(f"{path}: no such file or folder"))
+    jobs, skipped = _plan(inputs, output, fmt, suffix, batch)
     protected, claimed = protected_paths(jobs), {}
-    verbatim = {"highlight": False, "markup": False, "soft_wrap": True}
-    runnable, written, skipped = [], 0, 0
+    runnable, written = [], 0
     for job in jobs:
         try:
             if check_target(job, protected, overwrite, claimed):
                 runnable.append(job)
             else:
                 skipped += 1
-                out.print(_skip_line(job), **verbatim)
+                _print_skip(job.target)
         except Exception as error:
             batch.report(error, job.source)
     if runnable:
@@ -741,15 +841,47 @@ def _upscale_on_ray(
 
 
 @app.command("models")
-def models_command() -> None:
+def models_command(
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="Describe this weights file instead: architecture, scale, parameters, purpose, "
+            "tiling, precisions, and whether superres runs it.",
+            metavar="PATH",
+        ),
+    ] = None,
+    to_safetensors: Annotated[
+        Path | None,
+        typer.Option(
+            "--to-safetensors",
+            help="With --file: also copy a .pth/.ckpt/.pt file's weights to this .safetensors "
+            "file, which nothing can run code from.",
+            metavar="OUT",
+        ),
+    ] = None,
+    allow_torchscript: Annotated[
+        bool,
+        typer.Option(
+            "--allow-torchscript",
+            help="With --file: load a TorchScript .pt, whose code runs (only files you trust).",
+        ),
+    ] = False,
+) -> None:
     """The shipped models: scale, parameters, file size, validation PSNR, how `auto` runs them."""
+    if file is not None:
+        _describe_model_file(file, to_safetensors, allow_torchscript)
+        return
+    if to_safetensors is not None or allow_torchscript:
+        raise SuperresError("--to-safetensors and --allow-torchscript go with --file")
     import torch
 
     from superres.engine.runtime import resolve_runtime
     from superres.models.registry import ALIASES, shipped_models, stray_weight_files
 
     rows = []
-    for entry in shipped_models():
+    unreadable: list[str] = []
+    for entry in shipped_models(unreadable):
         aliases = [alias for alias, name in ALIASES.items() if name == entry.name]
         choice = resolve_runtime(entry.model, torch.device("cpu"))
         rows.append(
@@ -769,6 +901,20 @@ def models_command() -> None:
     out.print(rich_table("shipped models", columns, rows))
     for path in stray_weight_files():
         err.print(f"ignored {path}: not named NAME-xSCALE.safetensors", highlight=False)
+    for reason in unreadable:
+        err.print(f"ignored {reason}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _describe_model_file(file: Path, target: Path | None, allow_torchscript: bool) -> None:
+    """`superres models --file`: one "field value" line each, then the copy, if asked for."""
+    from superres.models.files import convert_to_safetensors, describe_model_file
+
+    verbatim = {"highlight": False, "markup": False, "soft_wrap": True}
+    for field, value in describe_model_file(file, allow_torchscript):
+        out.print(f"{field:<17} {value}", **verbatim)
+    if target is not None:
+        architecture = convert_to_safetensors(file, target, allow_torchscript)
+        out.print(f"{file} -> {target} ({architecture}, read back and checked)", **verbatim)
 
 
 def _validation_label(metadata: dict[str, str]) -> str:
@@ -789,7 +935,7 @@ def demo_command(
     models: Annotated[
         str, typer.Option(help="Comma-separated methods to compare.", metavar="LIST")
     ] = ("default,srcnn"),
-    scale: Annotated[int, typer.Option("--scale", "-s")] = 3,
+    scale: Annotated[int, typer.Option("--scale", "-s", help="SR scale: 2, 3 or 4.")] = 3,
 ) -> None:
     """The main job on built-in data: enlarge a shrunk sample photo, score, figure, report."""
     from skimage import data
@@ -801,11 +947,19 @@ def demo_command(
         summary_rows,
     )
 
-    enlargers = method_enlargers(_split_list(models), scale)
-    report = build_report([("astronaut.png", data.astronaut())], scale, enlargers, output)
-    title = f"scikit-image's astronaut, x{scale}, standard protocol (Y, border {scale})"
-    out.print(rich_table(title, SUMMARY_COLUMNS, summary_rows(report.methods)))
-    out.print(f"figure: {report.images[0].figure}\nreport: {report.page}", highlight=False)
+    photo = [("astronaut.png", data.astronaut())]
+    # The clean protocol of the papers, then a photo as people have them (noise and JPEG) at x4,
+    # where the clean-trained default sharpens the noise and the real-world model cleans it.
+    runs = [
+        (output, scale, _split_list(models), "standard", "standard protocol"),
+        (output / "real-photo", 4, ["default", "real"], REAL_DEMO_TRACK, "noise and JPEG"),
+    ]
+    for folder, run_scale, names, degradation, how in runs:
+        enlargers = method_enlargers(names, run_scale)
+        report = build_report(photo, run_scale, enlargers, folder, degradation)
+        title = f"scikit-image's astronaut, x{run_scale}, {how} (scores: Y, border {run_scale})"
+        out.print(rich_table(title, SUMMARY_COLUMNS, summary_rows(report.methods)))
+        out.print(f"figure: {report.images[0].figure}\nreport: {report.page}", highlight=False)
 
 
 @app.command("serve")
@@ -813,7 +967,7 @@ def serve_command(
     host: Annotated[
         str, typer.Option(help="Address to bind (default: localhost only).", metavar="HOST")
     ] = ("127.0.0.1"),
-    port: Annotated[int, typer.Option()] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
     max_upload_mb: Annotated[
         float, typer.Option(help="Largest upload accepted, MB.")
     ] = LIMITS.max_upload_mb,
@@ -841,6 +995,20 @@ def serve_command(
             help="Another name clients use for this server (repeatable; * for any).", metavar="NAME"
         ),
     ] = None,
+    max_video_seconds: Annotated[
+        float, typer.Option(help="Longest video or animation accepted, seconds.")
+    ] = LIMITS.max_video_seconds,
+    max_frames: Annotated[
+        int, typer.Option(help="Most frames in a video or animation accepted.")
+    ] = LIMITS.max_frames,
+    model_file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Also offer this weights file (repeatable), under its file name without the "
+            "extension; clients can name no other file.",
+            metavar="PATH",
+        ),
+    ] = None,
 ) -> None:
     """A web page and an HTTP API for upscaling."""
     device = str(resolve_device(device))  # an absent device fails now, not at the first upload
@@ -861,6 +1029,9 @@ def serve_command(
         max_request_gmacs=max_work,
         max_pending_gmacs=max_pending_work,
         allow_hosts=allow_host or (),
+        max_video_seconds=max_video_seconds,
+        max_frames=max_frames,
+        model_files=model_file or (),
     )
 
 
@@ -871,14 +1042,22 @@ def report_command(
     scale: Annotated[int, typer.Option("--scale", "-s", help="SR scale: 2, 3 or 4.")] = 3,
     models: Annotated[
         str,
-        typer.Option(help="Comma-separated methods; bicubic is always included.", metavar="LIST"),
+        typer.Option(
+            help="Comma-separated methods or weights files; bicubic is always included.",
+            metavar="LIST",
+        ),
     ] = "bicubic,srcnn",
     degradation: Annotated[
-        Literal["standard", "bilinear"],
-        typer.Option("--degrade", help="standard: MATLAB bicubic; bilinear: the tutorial's."),
+        ReportInput,
+        typer.Option(
+            "--degrade",
+            help="standard: MATLAB bicubic; bilinear: the tutorial's; a track name: a photo's "
+            "JPEG, noise and blur after the shrink (see `superres benchmark --help`).",
+        ),
     ] = "standard",
     runs: Annotated[
-        list[Path] | None, typer.Option("--runs", help="Training run folder to plot (repeatable).")
+        list[Path] | None,
+        typer.Option("--runs", help="Training run folder to plot (repeatable).", metavar="DIR"),
     ] = None,
 ) -> None:
     """Figures with zoomed crops, a quality/speed plot and one self-contained index.html."""
@@ -935,8 +1114,13 @@ def pair_denoise_command(
 @app.command("export")
 def export_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write (.onnx).")],
-    model: Annotated[str, typer.Option(help="Shipped model name.", metavar="NAME")] = "default",
-    scale: Annotated[int, typer.Option("--scale", "-s")] = 4,
+    model: Annotated[
+        str,
+        typer.Option(help="Shipped model name or a superres weights file.", metavar="NAME|FILE"),
+    ] = "default",
+    scale: Annotated[
+        int | None, typer.Option("--scale", "-s", help="[4; a model file: its own]")
+    ] = None,
     fmt: Annotated[Literal["onnx"], typer.Option("--format", help="The export format.")] = "onnx",
 ) -> None:
     """Export a model's network (dynamic height and width), verified against PyTorch."""

@@ -156,6 +156,8 @@ def _announce(out: Console, trainer: Trainer) -> None:
         f"global batch {config.batch_size}{share}",
         highlight=False,
     )
+    if trainer.fresh_tensors and trainer.step == 0:
+        out.print(f"from --init, except (fresh): {', '.join(trainer.fresh_tensors)}")
 
 
 def _train(trainer: Trainer, world: World, err: Console) -> None:

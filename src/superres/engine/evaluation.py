@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from superres.engine.inference import Upscaler
-from superres.engine.runtime import DEFAULT_TILE
+from superres.engine.runtime import DEFAULT_TILE, WHOLE_IMAGE
 from superres.imageio.files import find_images, load_pixels
-from superres.models import resolve_name
+from superres.models import load_model, resolve_name
+from superres.models.files import is_model_path
 from superres.quality.degrade import downscale, modcrop, resize
 from superres.quality.metrics import Protocol, Scores, score
 from superres.quality.realistic import TRACKS, track
@@ -57,16 +58,16 @@ def bicubic_enlarger(scale: int) -> Enlarger:
 def enlarger_for(
     method: str, scale: int, backend: str = "pytorch", precision: str = "fp32", device: str = "cpu"
 ) -> Enlarger:
-    """``bicubic`` or a model name -> a function from LR pixels to SR pixels.
+    """``bicubic``, a model name or a model file -> a function from LR pixels to SR pixels.
 
     Fixed settings rather than the machine's measured ``auto`` ones, so that scores are
-    reproducible anywhere.
+    reproducible anywhere; models that should not be tiled run on whole images.
     """
     if method == "bicubic":
         return bicubic_enlarger(scale)
-    return Upscaler(
-        method, scale, DEFAULT_TILE, device=device, precision=precision, backend=backend
-    ).upscale
+    model = load_model(method, scale)
+    tile = DEFAULT_TILE if model.contract.tileable else WHOLE_IMAGE
+    return Upscaler(model, tile=tile, device=device, precision=precision, backend=backend).upscale
 
 
 def low_resolution_pair(
@@ -128,7 +129,8 @@ PUBLISHED: dict[tuple[str, str, int], tuple[float, float | None]] = {
 
 
 def canonical_method(method: str) -> str:
-    return method if method == "bicubic" else resolve_name(method)
+    """bicubic, a model's canonical name, or a model file's path as given."""
+    return method if method == "bicubic" or is_model_path(method) else resolve_name(method)
 
 
 def benchmark(

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from superres.atomic import replacing
+from superres.errors import ModelError
 from superres.extras import require
 from superres.models import LoadedModel
 
@@ -23,6 +24,11 @@ OPSET = 17
 
 def onnx_bytes(model: LoadedModel) -> bytes:
     """The model's network as an ONNX graph with dynamic height and width."""
+    if not model.contract.exportable:
+        raise ModelError(
+            f"{model.name}: ONNX export and the onnxruntime backend take superres's own models"
+        )
+    require("onnx", "onnx", "converting a model to ONNX")  # torch's exporter needs it
     sample = torch.rand(1, model.channels, 24, 24)
     buffer = io.BytesIO()
     with warnings.catch_warnings():

@@ -3,42 +3,74 @@
 Every step (colour conversion, network, bicubic chroma and alpha) runs per tile,
 so memory is bounded by the tile, not the image: only the 8- or 16-bit output
 buffer is image-sized. Tiles overlap by the model's receptive field and only
-their centres are kept, so the result equals an untiled run.
+their centres are kept, so the result equals an untiled run (for other projects'
+models of longer reach, by a bounded margin that comes close to it: see
+:mod:`superres.models.community`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
 from superres.engine.devices import AUTOCAST_DTYPES, release_cached_memory, resolve_device
-from superres.engine.runtime import AUTO, MIN_TILE, resolve_runtime
-from superres.errors import SuperresError
+from superres.engine.runtime import AUTO, MIN_TILE, WHOLE_IMAGE, resolve_runtime
+from superres.errors import ImageTooLargeError, SuperresError
 from superres.imageio.alpha import colour_channel_count
 from superres.imageio.color import RGB_TO_YCBCR, YCBCR_OFFSET, YCBCR_TO_RGB
 from superres.models import LoadedModel, load_model
 from superres.models.layers import MatlabBicubicUpsample
+from superres.quality.degrade import MAX_FACTOR
 
 Progress = Callable[[int, int], None]
 
-MAX_OUTSCALE = 16.0  # beyond it, an output of a few megapixels in becomes gigapixels out
+# The largest result made unless told otherwise (16 megapixels in at x4, as the web server's
+# default): a few bytes of PNG can declare an image whose enlargement needs many gigabytes.
+MAX_OUTPUT_PIXELS = 256_000_000
 
 
 def check_outscale(outscale: float | None, option: str = "outscale") -> None:
-    """Refuse a factor outside (0, MAX_OUTSCALE], naming the option the user set."""
-    if outscale is not None and not 0 < outscale <= MAX_OUTSCALE:
-        raise SuperresError(
-            f"{option} must be above 0 and at most {MAX_OUTSCALE:g}, got {outscale}"
-        )
+    """Refuse a factor outside (0, MAX_FACTOR], naming the option the user set."""
+    if outscale is not None and not 0 < outscale <= MAX_FACTOR:
+        raise SuperresError(f"{option} must be above 0 and at most {MAX_FACTOR:g}, got {outscale}")
 
 
 _TO_YCBCR = torch.tensor(RGB_TO_YCBCR / 255.0, dtype=torch.float32)
 _FROM_YCBCR = torch.tensor(YCBCR_TO_RGB * 255.0, dtype=torch.float32)
 _OFFSET = torch.tensor(YCBCR_OFFSET / 255.0, dtype=torch.float32).view(3, 1, 1)
+
+
+def check_output_size(height: int, width: int, factor: float, limit: int | None) -> None:
+    """Refuse, before anything is allocated, a result of more than ``limit`` pixels."""
+    big_h, big_w = round(height * factor), round(width * factor)
+    if limit is not None and big_h * big_w > limit:
+        raise ImageTooLargeError(
+            f"enlarging {width}x{height} by {factor:g} makes {big_w}x{big_h} = "
+            f"{big_h * big_w:,} pixels, over the limit of {limit:,} "
+            "(--max-output-pixels, or max_output_pixels in Python, raises it)"
+        )
+
+
+def _mirror_out(image: np.ndarray, side: int) -> tuple[np.ndarray, int, int]:
+    """``image`` mirrored (MATLAB's symmetric rule) until both sides reach ``side``; with the
+    offset (top, left) of the original in it.
+
+    Networks pad their convolutions with zeros. On an image narrower than their receptive
+    field every pixel sees those zeros from both sides at once, which training never showed
+    them: a flat 2x2 grey came back blotchy by up to 26 levels. Mirrored out, it stays flat,
+    and the bicubic planes (chroma, alpha) are unchanged: they mirror the same way.
+    """
+    grow_h, grow_w = max(0, side - image.shape[0]), max(0, side - image.shape[1])
+    if not grow_h and not grow_w:
+        return image, 0, 0
+    top, left = grow_h // 2, grow_w // 2
+    pads = [(top, grow_h - top), (left, grow_w - left), (0, 0)]
+    return np.pad(image, pads, mode="symmetric"), top, left
 
 
 def _rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
@@ -54,6 +86,11 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+def _out_of_memory(error: RuntimeError) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator's failure (a plain RuntimeError)."""
+    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
+
+
 def tile_boxes(height: int, width: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
     """(top, left, bottom, right) of tiles covering the image."""
     for top in range(0, height, tile):
@@ -66,20 +103,26 @@ class Upscaler:
 
     def __init__(
         self,
-        model: str | LoadedModel = "default",
-        scale: int = 4,
+        model: str | Path | LoadedModel = "default",
+        scale: int | None = None,
         tile: int | str | None = AUTO,
         device: str = "cpu",
         threads: int | None = None,
         precision: str = AUTO,
         backend: str = AUTO,
         denoise: float | None = None,
+        max_output_pixels: int | None = MAX_OUTPUT_PIXELS,
     ) -> None:
-        """``auto`` precision, backend and tile are the measured defaults for these weights
+        """``model`` is a name or a weights file (its own scale; see ``load_model``). ``auto``
+        precision, backend and tile are the measured defaults for these weights
         (see :mod:`superres.engine.runtime`); what was chosen is in ``.runtime``. ``denoise``
         (0: keep the input's texture and noise, 1: clean it fully) needs a model with that
-        control, such as ``real``; None is the model as trained (1 for ``real``).
+        control, such as ``real``; None is the model as trained (1 for ``real``). A result
+        over ``max_output_pixels`` (None: no limit) is refused before any work.
         """
+        if max_output_pixels is not None and max_output_pixels < 1:
+            raise SuperresError(f"max_output_pixels must be at least 1, got {max_output_pixels}")
+        self.max_output_pixels = max_output_pixels
         if threads is not None:
             if threads < 1:
                 raise SuperresError(f"threads must be at least 1, got {threads}")
@@ -170,15 +213,25 @@ class Upscaler:
         a failure meanwhile made the tile smaller still. Later tiles and images keep the size."""
         try:
             return self._process(tile, peak)
-        except torch.OutOfMemoryError:
+        except RuntimeError as error:  # torch.OutOfMemoryError is one
+            if not _out_of_memory(error):
+                raise
             release_cached_memory(self.device)
+            if cut >= WHOLE_IMAGE:
+                height, width = tile.shape[:2]
+                raise SuperresError(
+                    f"{self.model.name} runs on whole images (its tiling is "
+                    f"{self.model.metadata.get('tiling', 'discouraged')}), and {width}x{height} "
+                    f"does not fit in memory on {self.device}: enlarge a smaller image, or set a "
+                    "tile size (--tile) to tile it anyway, at the risk of seams"
+                ) from None
             if self.tile >= cut:
                 if cut <= MIN_TILE:
                     raise SuperresError(
                         f"out of memory on {self.device} even with {MIN_TILE}-pixel tiles"
                     ) from None
                 self.runtime = replace(self.runtime, tile=max(MIN_TILE, cut // 2))
-            return self.upscale(tile)
+            return self._enlarge(tile)
 
     def upscale(
         self,
@@ -192,11 +245,24 @@ class Upscaler:
             raise SuperresError(f"expected 8- or 16-bit pixels, got {pixels.dtype}")
         squeeze = pixels.ndim == 2
         image = pixels[..., None] if squeeze else pixels
+        height, width = image.shape[:2]
+        check_output_size(height, width, max(self.scale, outscale or 0), self.max_output_pixels)
+        contract, s = self.model.contract, self.scale
+        receptive_field = _round_up(2 * contract.context + 1, contract.size_multiple)
+        mirrored, top, left = _mirror_out(image, receptive_field)
+        out = self._enlarge(mirrored, progress)
+        out = np.ascontiguousarray(out[top * s : (top + height) * s, left * s : (left + width) * s])
+        if outscale is not None:
+            out = resample_to(out, (round(height * outscale), round(width * outscale)))
+        return out[..., 0] if squeeze else out
+
+    def _enlarge(self, image: np.ndarray, progress: Progress | None = None) -> np.ndarray:
+        """The tiled run on an HxWxC image of integers: by the model's scale, same dtype."""
         height, width, channels = image.shape
-        peak = float(np.iinfo(pixels.dtype).max)
+        peak = float(np.iinfo(image.dtype).max)
         s, grid = self.scale, self.model.contract.size_multiple
         margin = _round_up(self.model.contract.context, grid)
-        out = np.empty((height * s, width * s, channels), dtype=pixels.dtype)
+        out = np.empty((height * s, width * s, channels), dtype=image.dtype)
         cut = self.tile
         boxes = list(tile_boxes(height, width, _round_up(cut, grid)))
         for done, (top, left, bottom, right) in enumerate(boxes, start=1):
@@ -210,9 +276,7 @@ class Upscaler:
             out[top * s : bottom * s, left * s : right * s] = core  # already rounded
             if progress:
                 progress(done, len(boxes))
-        if outscale is not None:
-            out = resample_to(out, (round(height * outscale), round(width * outscale)))
-        return out[..., 0] if squeeze else out
+        return out
 
 
 def resample_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -4,8 +4,9 @@ A bounded pool of actors, each loading the model once, takes one file at a time 
 stays at one image per worker) and writes it as the local path does, with
 :func:`~superres.engine.batch.upscale_file`: the same atomic writes and bytes. The driver
 plans the jobs and skips existing outputs, so a stopped batch resumes. A worker that dies
-mid-file leaves no partial output (writes are atomic); its file goes to a fresh worker, up to
-:data:`RETRIES` more times, then is reported as failed while the rest go on.
+mid-file leaves no partial output (writes are atomic, and the driver deletes the temporary it
+was writing); its file goes to a fresh worker, up to :data:`RETRIES` more times, then is
+reported as failed while the rest go on.
 Inputs and outputs must be on storage that every node mounts at the same path.
 """
 
@@ -19,14 +20,15 @@ from dataclasses import dataclass, field, replace
 from types import ModuleType, TracebackType
 from typing import Any
 
+from superres.atomic import remove_leftovers
 from superres.engine.batch import FileSummary, Job, upscale_file
 from superres.engine.inference import Upscaler
 from superres.errors import SuperresError
 from superres.extras import require
-from superres.models import resolve_name
 
 RETRIES = 2  # further attempts for a file whose worker died
 CONNECT_TIMEOUT = 5.0  # seconds for a Ray address to accept a connection
+KILL_TIMEOUT = 10.0  # seconds to wait for killed workers to be gone, then their temporaries
 Result = FileSummary | Exception
 
 
@@ -62,11 +64,13 @@ class FileWorker:
         except Exception as error:  # reported by the driver, once, as the pool's failure
             self.upscaler = error
 
-    def ready(self) -> str | Exception:
-        """How this worker runs the model (e.g. ``pytorch fp32, tile 256``), or why it cannot."""
+    def ready(self) -> tuple[str, str] | Exception:
+        """The model this worker loaded (``compact x2``: a name such as ``auto`` resolved) and
+        how it runs it (``pytorch fp32, tile 256``), or why it could not load it."""
         if isinstance(self.upscaler, Exception):
             return self.upscaler
-        return self.upscaler.runtime.describe()
+        model = f"{self.upscaler.model.name} x{self.upscaler.scale}"
+        return model, self.upscaler.runtime.describe()
 
     def run(self, job: Job) -> Result:
         if isinstance(self.upscaler, Exception):
@@ -121,6 +125,7 @@ class RayPool:
         self.worker = worker
         self.started = False
         self.actors: list[Any] = []
+        self.running: dict[Any, tuple[Any, Job]] = {}  # a call's result -> its worker and job
 
     def __enter__(self) -> RayPool:
         self.started = _connect(self.ray, self.address)
@@ -134,14 +139,27 @@ class RayPool:
     ) -> None:
         for actor in self.actors:
             self.ray.kill(actor)
+        if self.running:  # stopped mid-batch (Ctrl-C): once the workers are gone, their files'
+            # temporaries go too, so that nothing but finished outputs is left
+            self.ray.wait(list(self.running), num_returns=len(self.running), timeout=KILL_TIMEOUT)
+            for _, job in self.running.values():
+                remove_leftovers(job.target.absolute())
         if self.started:
             self.ray.shutdown()
 
     def _slots(self) -> int:
-        """Workers the cluster can hold at once: its GPUs, or its CPUs over a worker's."""
+        """Workers the cluster can hold at once: its GPUs, or its CPUs over a worker's. A GPU
+        asked for on a cluster without one is refused now: its workers would wait forever."""
         resources = self.ray.cluster_resources()
         if self.settings.gpus:
-            return max(1, int(resources.get("GPU", 0)))
+            gpus = int(resources.get("GPU", 0))
+            if not gpus:
+                device = self.settings.upscaler["device"]
+                cpus = int(resources.get("CPU", 0))
+                raise SuperresError(
+                    f"--device {device} was asked for, but the Ray cluster has no GPU ({cpus} CPUs)"
+                )
+            return gpus
         return max(1, int(resources.get("CPU", 1) // self.settings.cpus))
 
     def _new_actor(self) -> Any:
@@ -160,16 +178,17 @@ class RayPool:
         for answer in answers:
             if isinstance(answer, Exception):
                 raise SuperresError(f"a Ray worker could not load the model: {answer}")
-        runs = " / ".join(sorted(set(answers)))  # several: the nodes resolved auto differently
-        model = f"{resolve_name(self.settings.model)} x{self.settings.scale}"
-        return f"{model} on {len(self.actors)} Ray worker(s): {runs}"
+        # Several of either: the nodes resolved auto differently.
+        models = " / ".join(sorted({model for model, _ in answers}))
+        runs = " / ".join(sorted({run for _, run in answers}))
+        return f"{models} on {len(self.actors)} Ray worker(s): {runs}"
 
     def run(self, jobs: list[Job]) -> Iterator[tuple[Job, Result]]:
         """Each job's summary or error, in the order they finish."""
         exceptions = self.ray.exceptions
         pending = deque(jobs)
         attempts = dict.fromkeys(jobs, 0)
-        running: dict[Any, tuple[Any, Job]] = {}
+        running = self.running
 
         def submit(actor: Any) -> None:
             job = pending.popleft()
@@ -184,6 +203,7 @@ class RayPool:
             try:
                 result: Result = self.ray.get(ref)
             except exceptions.RayActorError:
+                remove_leftovers(job.target.absolute())  # what it was writing, if anything
                 attempts[job] += 1
                 self.actors.remove(actor)
                 actor = self._new_actor()

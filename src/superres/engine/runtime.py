@@ -28,6 +28,7 @@ from superres.models.registry import weights_dir
 AUTO = "auto"
 DEFAULT_TILE = 256  # low-resolution pixels per tile side
 MIN_TILE = 16
+WHOLE_IMAGE = 2**31 - 1  # the tile of models that should not be tiled: any image is one tile
 BF16_MAX_COST_DB = 0.05  # issue #8: bf16 by default only where Set5 PSNR drops less than this
 RUNTIME_TABLE = "runtime.json"
 
@@ -44,7 +45,8 @@ class RuntimeChoice:
     def describe(self) -> str:
         """One phrase for people, e.g. ``pytorch bf16, tile 512 (measured)``."""
         note = " (measured)" if self.measured else ""
-        return f"{self.backend} {self.precision}, tile {self.tile}{note}"
+        tile = "whole images" if self.tile >= WHOLE_IMAGE else f"tile {self.tile}"
+        return f"{self.backend} {self.precision}, {tile}{note}"
 
 
 def cpu_flags() -> set[str]:
@@ -129,7 +131,10 @@ def _auto_precision(entry: dict[str, Any], backend: str, device: torch.device) -
 
 
 def _default_tile(model: LoadedModel, device: torch.device, measured: int | None) -> int:
-    """The measured tile on a CPU; on CUDA one that fits the free memory; else the fallback."""
+    """The measured tile on a CPU; on CUDA one that fits the free memory; else the fallback.
+    Models that need global context (``tileable`` False in their contract) get whole images."""
+    if not model.contract.tileable:
+        return WHOLE_IMAGE
     if measured is not None:
         return int(measured)
     if device.type == "cuda" and torch.cuda.is_available():
@@ -170,6 +175,8 @@ def resolve_runtime(
     if precision == AUTO:
         precision = _auto_precision(entry, backend, device)
     precision = check_precision(precision, device)
+    if precision not in model.contract.precisions:
+        raise SuperresError(f"{model.name} does not support {precision}; use fp32")
     if backend == AUTO:
         fastest = known.get("backend", {}).get(precision)
         use_onnx = fastest == "onnxruntime" and precision == "fp32" and onnxruntime_available()

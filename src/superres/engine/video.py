@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from superres.atomic import replacing
 from superres.engine.inference import Progress, Upscaler
+from superres.errors import naming
 from superres.imageio.animation import (
     ANIMATION_SUFFIXES,
+    Animation,
     animation_format,
     open_animation,
     write_animation,
@@ -41,9 +44,14 @@ class AnimationSummary:
     size: tuple[int, int]  # width, height
 
 
-def _enlarger(upscaler: Upscaler, outscale: float | None) -> Callable[[np.ndarray], np.ndarray]:
+def _enlarger(
+    upscaler: Upscaler, outscale: float | None, source: Path
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``upscaler`` for one frame of ``source``, whose refusals (too large...) name the file."""
+
     def enlarge(pixels: np.ndarray) -> np.ndarray:
-        return upscaler.upscale(pixels, outscale)
+        with naming(source):
+            return upscaler.upscale(pixels, outscale)
 
     return enlarge
 
@@ -65,7 +73,7 @@ def upscale_video(
             source,
             temporary,
             container,
-            _enlarger(upscaler, outscale),
+            _enlarger(upscaler, outscale, source),
             name=str(source),
             target=target,
             options=options,
@@ -84,22 +92,38 @@ def upscale_animation(
 ) -> AnimationSummary:
     """Enlarge every frame or page of ``source`` into ``target`` (GIF, WebP, APNG or TIFF),
     keeping frame durations, loop count and transparency. A still GIF may become any image."""
-    enlarge = _enlarger(upscaler, outscale)
+    enlarge = _enlarger(upscaler, outscale, source)
     with open_animation(source) as (animation, frames):
         if animation.frames == 1 and target.suffix.lower() not in ANIMATION_SUFFIXES:
             result = enlarge(next(frames))
             write_image(target, result, icc_profile=animation.icc_profile, quality=quality)
             return AnimationSummary(1, (result.shape[1], result.shape[0]))
         fmt = animation_format(target, animation.frames)
-
-        def enlarged() -> Iterator[np.ndarray]:
-            for done, pixels in enumerate(frames, start=1):
-                yield enlarge(pixels)
-                if progress:
-                    progress(done, animation.frames)
-
         with replacing(target) as temporary:
-            size = write_animation(
-                temporary, fmt, animation, enlarged(), quality=quality, target=target
+            size = enlarge_animation(
+                enlarge, animation, frames, temporary, fmt, quality, progress, target
             )
     return AnimationSummary(animation.frames, size)
+
+
+def enlarge_animation(
+    enlarge: Callable[[np.ndarray], np.ndarray],
+    animation: Animation,
+    frames: Iterator[np.ndarray],
+    output: Path | BinaryIO,
+    fmt: str,
+    quality: int = 95,
+    progress: Progress | None = None,
+    target: Path | None = None,
+) -> tuple[int, int]:
+    """Write the opened ``animation``'s ``frames``, each enlarged, as Pillow's ``fmt`` to a
+    file or to memory (a server's); returns the first frame's size. ``target`` names the
+    output in errors."""
+
+    def enlarged() -> Iterator[np.ndarray]:
+        for done, pixels in enumerate(frames, start=1):
+            yield enlarge(pixels)
+            if progress:
+                progress(done, animation.frames)
+
+    return write_animation(output, fmt, animation, enlarged(), quality=quality, target=target)

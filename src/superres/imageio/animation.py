@@ -16,7 +16,9 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -79,12 +81,15 @@ def _plays(image: Image.Image) -> int:
 
 @contextmanager
 def open_animation(
-    path: Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    source: Path | bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str = ""
 ) -> Iterator[tuple[Animation, Iterator[np.ndarray]]]:
-    """The file's description and its frames (decoded one at a time, as :func:`read_image`
-    would lay them out); every failure is one :class:`ImageReadError` line naming the file."""
+    """The file's (or an upload's) description and its frames (decoded one at a time, as
+    :func:`read_image` would lay them out); every failure is one :class:`ImageReadError` line
+    naming the file (``name`` for an upload)."""
+    path = source if isinstance(source, Path) else Path(name or "upload")
+    opened = source if isinstance(source, Path) else BytesIO(source)
     try:
-        image = Image.open(path, formats=_READ_FORMATS)
+        image = Image.open(opened, formats=_READ_FORMATS)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
     except Image.UnidentifiedImageError:
@@ -97,13 +102,21 @@ def open_animation(
             raise ImageTooLargeError(
                 f"{path}: {width}x{height} frames are over the limit of {max_pixels:,} pixels"
             )
-        with open(path, "rb") as file:
-            header = file.read(32)
+        if isinstance(source, Path):
+            with open(path, "rb") as file:
+                header = file.read(32)
+        else:
+            header = source[:32]
         try:
             frames = getattr(image, "n_frames", 1)
             durations = []
             for index in range(frames):
                 image.seek(index)
+                if max_pixels is not None and image.width * image.height > max_pixels:
+                    raise ImageTooLargeError(  # a TIFF's pages have sizes of their own
+                        f"{path}: page {index + 1} is {image.width}x{image.height}, over the "
+                        f"limit of {max_pixels:,} pixels"
+                    )
                 if _opencv_source(image, header) is not None:
                     raise ImageReadError(
                         f"{path}: frame {index + 1} is 16-bit colour, which is kept only in "
@@ -168,7 +181,7 @@ def _gif_frame(pixels: np.ndarray) -> np.ndarray:
 
 
 def write_animation(
-    path: Path,
+    path: Path | BinaryIO,
     fmt: str,
     animation: Animation,
     frames: Iterator[np.ndarray],
@@ -178,7 +191,7 @@ def write_animation(
 ) -> tuple[int, int]:
     """Write 8-bit (or 16-bit grey, TIFF) frames as ``fmt`` with ``animation``'s timing;
     returns the first frame's size. ``target`` (default ``path``) names the file in errors,
-    for a caller writing to a temporary."""
+    for a caller writing to a temporary or to memory."""
     label = target or path
     convert: Callable[[np.ndarray], np.ndarray] = _gif_frame if fmt == "GIF" else np.asarray
     try:

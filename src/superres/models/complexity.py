@@ -1,4 +1,5 @@
-"""How much arithmetic a model does per output pixel, counted from its convolutions."""
+"""How much arithmetic a model does per output pixel, counted from its convolutions (and the
+linear layers of other projects' transformer models)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ def multiply_adds_per_output_pixel(model: LoadedModel, size: int = 48) -> float:
                 module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
             )
             total += output.numel() * per_output
+        elif isinstance(module, nn.Linear):  # attention's own products are not counted
+            total += output.numel() * module.in_features
 
     height, width = sample_forward(model, count, size)
     return total / (height * width)

@@ -20,12 +20,17 @@ class NetworkContract:
     ``context`` is how many low-resolution pixels on each side an output pixel depends on (the
     tile overlap that makes tiled output equal whole-image output); ``size_multiple`` is what
     input sides and tile origins must be multiples of (pooling or window grids), 1 for none.
+    Networks from other projects may ask for whole images (``tileable`` False: they rely on
+    global context), run in fewer precisions, and have no ONNX export (``exportable``).
     """
 
     scale: int
     channels: int  # 1: the luminance plane (chroma is enlarged by bicubic); 3: RGB
     context: int
     size_multiple: int = 1
+    tileable: bool = True
+    precisions: frozenset[str] = frozenset({"fp32", "bf16", "fp16"})
+    exportable: bool = True
 
     def __post_init__(self) -> None:
         if self.scale < 1 or self.channels not in (1, 3):

@@ -169,7 +169,7 @@ def resolve_name(name: str) -> str:
     """Canonical architecture name for ``name`` or an alias; unknown names are a user error."""
     canonical = ALIASES.get(name, name)
     if canonical not in ARCHITECTURES:
-        known = ", ".join(sorted([*ARCHITECTURES, *ALIASES]))
+        known = ", ".join(sorted([*ARCHITECTURES, *ALIASES, AUTO_MODEL]))
         raise ModelError(f"unknown model {name!r}; known models: {known}")
     return canonical
 
@@ -386,9 +386,42 @@ def pair_for_denoise(clean: LoadedModel, keep_texture: LoadedModel) -> LoadedMod
     return LoadedModel(clean.name, clean.network, metadata, state)
 
 
-def load_model(name: str, scale: int = 3, pretrained: bool = True) -> LoadedModel:
-    """A shipped model by name (``srcnn``, ``compact``, ...) for ``scale``."""
-    canonical = resolve_name(name)
+# What `superres upscale`, the API and the web page run when no model is named. People's photos
+# are JPEG-compressed, noisy and a little blurred, and the clean-trained models sharpen exactly
+# that, so: the real-world model where it is shipped for the scale, the clean default elsewhere.
+# The benchmark protocol names its models, so its numbers never depend on this choice.
+AUTO_MODEL = "auto"
+
+
+def resolve_model(name: str, scale: int) -> str:
+    """Canonical name of ``name`` at ``scale``; :data:`AUTO_MODEL` picks per scale."""
+    if name == AUTO_MODEL:
+        name = "real" if scale in shipped_scales("real") else "default"
+    return resolve_name(name)
+
+
+DEFAULT_SCALE = 4  # a shipped model's scale when none is given, as `superres upscale` has it
+
+
+def load_model(
+    name: str | Path,
+    scale: int | None = None,
+    pretrained: bool = True,
+    *,
+    allow_torchscript: bool = False,
+) -> LoadedModel:
+    """A shipped model by name (``srcnn``, ``compact``, ``auto``...) for ``scale`` (default
+    :data:`DEFAULT_SCALE`), or the model in a weights file (:mod:`superres.models.files`) at
+    its own scale, another ``scale`` being refused. ``allow_torchscript`` lets a TorchScript
+    file's code run, for files from a source you trust."""
+    from superres.models.files import is_model_path, load_model_file  # it builds on this module
+
+    if is_model_path(name):
+        if not pretrained:
+            raise ModelError("pretrained=False takes a shipped model's name, not a file")
+        return load_model_file(name, scale, allow_torchscript)
+    scale = DEFAULT_SCALE if scale is None else scale
+    canonical = resolve_model(name, scale)
     if not pretrained:
         return create_model(canonical, scale)
     path = shipped_weights_path(canonical, scale)
@@ -421,9 +454,16 @@ class ShippedModel:
         return self.model.metadata
 
 
-def shipped_models() -> list[ShippedModel]:
-    """Every weights file in the package, described from its own metadata."""
-    return [
-        ShippedModel(load_weights_file(path), path.stat().st_size / 1024)
-        for path, _, _ in _named_weights()
-    ]
+def shipped_models(unreadable: list[str] | None = None) -> list[ShippedModel]:
+    """Every weights file in the package, described from its own metadata. With a list for
+    ``unreadable``, a file that does not load is said there in one line and left out, so one
+    damaged file does not hide the others; without, it is an error."""
+    models = []
+    for path, _, _ in _named_weights():
+        try:
+            models.append(ShippedModel(load_weights_file(path), path.stat().st_size / 1024))
+        except ModelError as error:
+            if unreadable is None:
+                raise
+            unreadable.append(str(error))
+    return models

@@ -18,6 +18,9 @@ from superres.errors import SuperresError
 
 Method = Literal["nearest", "bilinear", "bicubic", "matlab-bicubic"]
 METHODS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "matlab-bicubic")
+# The largest resize factor anywhere, shrinking (degrade) or enlarging (outscale): beyond it, a
+# few megapixels become gigapixels, or a photo a few pixels.
+MAX_FACTOR = 16.0
 _OPENCV_FLAGS = {
     "nearest": cv2.INTER_NEAREST,
     "bilinear": cv2.INTER_LINEAR,
@@ -109,8 +112,8 @@ def resize(image: np.ndarray, size: tuple[int, int], method: Method) -> np.ndarr
 
 def check_scale(scale: float) -> float:
     """Refuse scales that cannot shrink or enlarge anything."""
-    if not math.isfinite(scale) or scale <= 1.0 or scale > 16.0:
-        raise SuperresError(f"scale must be above 1 and at most 16, got {scale}")
+    if not math.isfinite(scale) or scale <= 1.0 or scale > MAX_FACTOR:
+        raise SuperresError(f"scale must be above 1 and at most {MAX_FACTOR:g}, got {scale}")
     return scale
 
 

@@ -22,6 +22,9 @@ from superres.imageio.color import luminance
 
 Protocol = Literal["standard", "tutorial"]
 PROTOCOLS: tuple[str, ...] = ("standard", "tutorial")
+# Sides of the SSIM windows: Wang et al.'s 11x11 Gaussian, scikit-image's default 7x7.
+_GAUSSIAN_WINDOW = 11
+_TUTORIAL_WINDOW = 7
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,16 @@ def psnr(reference: np.ndarray, test: np.ndarray, data_range: float = 255.0) -> 
     return psnr_from_mse(mse(reference, test), data_range)
 
 
+def _check_window(image: np.ndarray, side: int) -> None:
+    """SSIM is a mean over windows: an image smaller than one has none."""
+    height, width = image.shape[:2]
+    if min(height, width) < side:
+        raise SuperresError(
+            f"{width}x{height} pixels (after any shaved border) is smaller than SSIM's "
+            f"{side}x{side} window: no SSIM for it"
+        )
+
+
 def ssim_gaussian(reference: np.ndarray, test: np.ndarray, data_range: float = 255.0) -> float:
     """SSIM of Wang et al. (11x11 Gaussian, sigma 1.5, K1 0.01, K2 0.03) on one channel.
 
@@ -68,6 +81,7 @@ def ssim_gaussian(reference: np.ndarray, test: np.ndarray, data_range: float = 2
     at 3.5 sigma (an 11-tap window) and the mean is taken over the 'valid' region.
     """
     _check_same_shape(reference, test)
+    _check_window(reference, _GAUSSIAN_WINDOW)
     return float(
         structural_similarity(
             reference.astype(np.float64),
@@ -110,6 +124,7 @@ def _standard_scores(reference: np.ndarray, test: np.ndarray, border: int) -> Sc
 def _tutorial_scores(reference: np.ndarray, test: np.ndarray) -> Scores:
     channels = 1 if reference.ndim == 2 else reference.shape[2]
     error = mse(reference, test)
+    _check_window(reference, _TUTORIAL_WINDOW)
     ssim_value = structural_similarity(
         reference, test, channel_axis=2 if reference.ndim == 3 else None
     )

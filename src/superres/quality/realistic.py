@@ -5,7 +5,9 @@ rounds of blur, random resize, noise and JPEG, then a final resize to the target
 sinc (ringing) filter and a last JPEG in either order. Every random choice comes from one
 ``numpy.random.Generator``, so a seed reproduces a degradation exactly. The probabilities and
 ranges are the paper's (:data:`STANDARD`); :meth:`RealisticConfig.scaled` makes them milder or
-harsher, and :data:`PRESETS` names three strengths.
+harsher, and :data:`PRESETS` names strengths and variants: ``photo`` (what the shipped `real`
+model is trained on) sends half of its draws through a single round, as a phone picture
+resized once and shared has had.
 
 :class:`Track` is the other use: one fixed, named degradation (e.g. JPEG q50 after a bicubic
 shrink) to score models on, the same for every model and run.
@@ -34,7 +36,7 @@ from superres.quality.degrade import check_scale, imresize_matlab
 KernelShape = Literal[
     "iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso"
 ]
-ResizeMode = Literal["area", "bilinear", "bicubic"]
+ResizeMode = Literal["area", "bilinear", "bicubic", "matlab"]
 _CV2_RESIZE = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
 _SHAPES: tuple[KernelShape, ...] = (
     "iso",
@@ -95,6 +97,11 @@ class RealisticConfig:
         )
     )
     final_sinc_probability: float = 0.8
+    # How often a photo went through one round only (blur, one shrink to the target, noise,
+    # JPEG: a phone picture resized once and shared): the first stage's ranges, its shrink by
+    # one of these modes ("matlab": antialiased bicubic, as most photo editors shrink).
+    single_stage_probability: float = 0.0
+    single_stage_modes: tuple[ResizeMode, ...] = ("area", "bilinear", "bicubic", "matlab")
 
     def scaled(self, strength: float) -> RealisticConfig:
         """The same model with blur widths and noise levels times ``strength``, random resizes
@@ -139,9 +146,29 @@ class RealisticConfig:
         return replace(self, first=stage(self.first), second=stage(self.second))
 
 
+def _photo() -> RealisticConfig:
+    """Half single-stage, half light second-order: the photos of the issue (JPEG q30 and up,
+    colour noise up to sigma 15, blur up to sigma 2 in high-resolution pixels). Light's JPEG
+    range (62-95) stops above the q50 that shared photos commonly have; this one covers it."""
+    light = STANDARD.scaled(0.5)
+
+    def stage(s: StageConfig, top_sigma: float) -> StageConfig:
+        return replace(s, jpeg_quality=(30, 95), blur=replace(s.blur, sigma=(0.2, top_sigma)))
+
+    return replace(
+        light,
+        first=stage(light.first, 2.0),
+        second=stage(light.second, light.second.blur.sigma[1]),
+        single_stage_probability=0.5,
+    )
+
+
 STANDARD = RealisticConfig()
+PHOTO = _photo()
 PRESETS: dict[str, RealisticConfig] = {
     "light": STANDARD.scaled(0.5),
+    "photo": PHOTO,
+    "photo-no-noise": PHOTO.without_noise(),
     "standard": STANDARD,
     "heavy": STANDARD.scaled(1.5),
     "no-noise": STANDARD.without_noise(),
@@ -224,6 +251,8 @@ def _filter(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 def _resize(image: np.ndarray, size: tuple[int, int], mode: ResizeMode) -> np.ndarray:
     height, width = max(1, size[0]), max(1, size[1])
+    if mode == "matlab":
+        return np.clip(imresize_matlab(image, size=(height, width)), 0.0, 1.0).astype(np.float32)
     out = cv2.resize(image, (width, height), interpolation=_CV2_RESIZE[mode])
     return out.reshape((height, width) + image.shape[2:])
 
@@ -325,6 +354,13 @@ def degrade_realistic(
         colour = colour if colour.ndim == 3 else colour[..., None]
         return np.concatenate([colour, alpha.astype(np.uint8)[..., None]], axis=2)
     pixels, _ = _as_float(image)
+    # Drawn only when the config has a single-stage share, so the paper's presets keep their
+    # random stream (and a seed its bytes).
+    if config.single_stage_probability and rng.uniform() < config.single_stage_probability:
+        mode = config.single_stage_modes[int(rng.integers(len(config.single_stage_modes)))]
+        first = replace(config.first, resize=ResizeConfig((0.0, 1.0, 0.0), (1.0, 1.0), (mode,)))
+        pixels = _stage(pixels, first, target, rng)
+        return np.clip(np.round(pixels * 255.0), 0, 255).astype(np.uint8)
     pixels = _stage(pixels, config.first, (height, width), rng)
     pixels = _stage(pixels, config.second, target, rng, jpeg_now=False)
     # Stage 2 ends in one of two orders: resize + sinc then JPEG, or JPEG then resize + sinc.

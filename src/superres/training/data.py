@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from superres.errors import SuperresError
 from superres.imageio.color import as_rgb, luminance
-from superres.imageio.files import ImageReadError, find_images, load_pixels
+from superres.imageio.files import find_images, image_size, load_pixels, why_missing
 from superres.quality.degrade import imresize_matlab
 from superres.quality.metrics import to_uint8
 from superres.quality.realistic import RealisticConfig, degrade_realistic
@@ -26,7 +25,7 @@ def training_files(folders: list[Path]) -> list[Path]:
     """Every image below ``folders``; an empty or missing folder is a user error."""
     files, missing = find_images(folders)
     if missing:
-        raise SuperresError(f"training folder not found: {', '.join(map(str, missing))}")
+        raise SuperresError("; ".join(f"{path}: {why_missing(path)}" for path in missing))
     if not files:
         raise SuperresError(f"no images in {', '.join(map(str, folders))}")
     return [path for path, _ in files]
@@ -39,11 +38,8 @@ def load_training_image(path: Path, channels: int) -> np.ndarray:
 
 
 def _pixel_count(path: Path) -> int:
-    try:
-        with Image.open(path) as image:
-            return image.width * image.height
-    except OSError as error:
-        raise ImageReadError(f"{path}: cannot read image header ({error})") from error
+    width, height = image_size(path)
+    return width * height
 
 
 @dataclass

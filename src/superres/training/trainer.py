@@ -30,6 +30,7 @@ from superres.atomic import replacing
 from superres.engine.devices import check_gpu_precision
 from superres.engine.evaluation import evaluate, load_references
 from superres.engine.inference import Upscaler
+from superres.engine.runtime import cpu_has_native_bf16
 from superres.errors import SuperresError
 from superres.models import LoadedModel, create_model, load_weights_file, save_weights
 from superres.quality.realistic import RealisticConfig, preset, track
@@ -45,8 +46,9 @@ Loss = Literal["l1", "mse"]
 TrainPrecision = Literal["fp32", "bf16"]  # fp16 would need loss scaling: not offered
 LOSSES: tuple[Loss, ...] = ("l1", "mse")
 TRAIN_PRECISIONS: tuple[TrainPrecision, ...] = ("fp32", "bf16")
-# Settings a resumed run may change: more steps extend it (the cosine is recomputed).
-EXTENDABLE = ("steps",)
+# Settings a resumed run may change: more steps extend it (the cosine is recomputed); the
+# precision is arithmetic only (a bf16 run resumed on a CPU without native bf16 goes on in fp32).
+EXTENDABLE = ("steps", "precision")
 
 
 @dataclass
@@ -65,7 +67,7 @@ class TrainConfig:
     pool_megapixels: float = 64.0
     precision: TrainPrecision = "fp32"
     hyper: dict = field(default_factory=dict)
-    init: str | None = None  # weights file to start from (fine-tuning), same model and scale
+    init: str | None = None  # weights file to start from (fine-tuning), same model, any scale
     degradation: str = "bicubic"  # or "realistic": the second-order real-world model
     degradation_preset: str = "standard"
     val_track: str = "clean"  # the fixed degradation validation scores on
@@ -111,6 +113,9 @@ def _check_precision(precision: str, device: torch.device) -> None:
         raise SuperresError(
             f"unknown precision {precision!r}; choose {' or '.join(TRAIN_PRECISIONS)}"
         )
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        # Emulated bf16 is 5-10x slower than fp32 (measured: an AVX2-only EPYC), not faster.
+        raise SuperresError("--precision bf16 needs a CPU with AVX512-BF16 or AMX; use fp32")
     check_gpu_precision(precision, device)
 
 
@@ -197,6 +202,7 @@ class Trainer:
         torch.manual_seed(config.seed)  # the same initial weights in every process
         self.rng = np.random.default_rng(config.seed)
         self.model = create_model(config.model, config.scale, **config.hyper)
+        self.fresh_tensors: list[str] = []  # not taken from --init (another scale's tail)
         if config.init:
             self._start_from(Path(config.init))
         self.network = self.model.network.to(self.device, memory_format=torch.channels_last)
@@ -221,13 +227,22 @@ class Trainer:
         self.losses: list[float] = []  # of the epoch under way, kept across a stop
 
     def _start_from(self, path: Path) -> None:
-        """Fine-tune: the same architecture, scale and hyper-parameters, trained weights."""
+        """Fine-tune from trained weights of the same architecture and hyper-parameters. From
+        another scale, every tensor whose name and shape match is taken (the features) and the
+        rest (the scale-specific tail) starts fresh: a x4 model's features start a x2 one."""
         start = load_weights_file(path)
-        found = (start.name, start.scale, json.loads(start.metadata.get("hyper", "{}")))
-        wanted = (self.model.name, self.model.scale, json.loads(self.model.metadata["hyper"]))
+        found = (start.name, json.loads(start.metadata.get("hyper", "{}")))
+        wanted = (self.model.name, json.loads(self.model.metadata["hyper"]))
         if found != wanted:
             raise SuperresError(f"{path} holds {found}, not {wanted}: cannot start from it")
-        self.model.network.load_state_dict(start.network.state_dict())
+        own = self.model.network.state_dict()
+        taken = {
+            name: tensor
+            for name, tensor in start.network.state_dict().items()
+            if name in own and own[name].shape == tensor.shape
+        }
+        self.model.network.load_state_dict(taken, strict=False)
+        self.fresh_tensors = sorted(set(own) - set(taken))
 
     # --- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self, seconds: float) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import statistics
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +35,27 @@ from superres.engine.evaluation import (
 )
 from superres.errors import SuperresError
 from superres.imageio.files import write_image
-from superres.quality.degrade import Method
+from superres.models.files import is_model_path, model_labels
 from superres.quality.metrics import score
+from superres.quality.realistic import TRACKS
+from superres.timing import median_seconds
 
 BASELINE = "bicubic"
-# --degrade choice -> how the LR input is made: the papers' way, or the SRCNN tutorial's.
-DEGRADATIONS: dict[str, Method] = {"standard": "matlab-bicubic", "bilinear": "bilinear"}
+# --degrade choice -> how the LR input is made: the papers' way, the SRCNN tutorial's, or one of
+# the fixed real-world tracks (a photo's JPEG, noise and blur, the same for every method).
+DEGRADATIONS: dict[str, str] = {
+    "standard": "matlab-bicubic",
+    "bilinear": "bilinear",
+    **{name: name for name in TRACKS if name != "clean"},
+}
+
+
+def describe_input(degradation: str) -> str:
+    """How the report's LR inputs were made, in words for titles."""
+    made = DEGRADATIONS[degradation]
+    return TRACKS[made].description if made in TRACKS else f"LR by {made}"
+
+
 TIMED_RUNS = 3
 SUMMARY_COLUMNS = ["method", "PSNR dB", "SSIM", "MSE", "seconds", "MP/s"]
 
@@ -80,9 +93,13 @@ class Report:
 
 
 def method_enlargers(methods: Sequence[str], scale: int) -> dict[str, Enlarger]:
-    """Enlargers by the names given, with bicubic first: it is every report's baseline."""
+    """Enlargers by the names given, with bicubic first: it is every report's baseline. Model
+    files go by a short label (their outputs are written to ``images/LABEL/``)."""
     names = [BASELINE, *(m for m in methods if m != BASELINE)]
-    return {name: enlarger_for(canonical_method(name), scale) for name in names}
+    files = [name for name in names if is_model_path(name)]
+    shipped = set(names) - set(files)
+    labels = dict(zip(files, model_labels([Path(f) for f in files], shipped), strict=True))
+    return {labels.get(name, name): enlarger_for(canonical_method(name), scale) for name in names}
 
 
 def timed_outputs(enlarge: Enlarger, lows: Sequence[np.ndarray]) -> tuple[list[np.ndarray], float]:
@@ -92,13 +109,7 @@ def timed_outputs(enlarge: Enlarger, lows: Sequence[np.ndarray]) -> tuple[list[n
     so it is not timed.
     """
     outputs = [enlarge(low) for low in lows]
-    times = []
-    for _ in range(TIMED_RUNS):
-        start = time.perf_counter()
-        for low in lows:
-            enlarge(low)
-        times.append(time.perf_counter() - start)
-    return outputs, statistics.median(times)
+    return outputs, median_seconds(lambda: [enlarge(low) for low in lows], TIMED_RUNS, warmup=0)
 
 
 def _output_name(name: str) -> Path:
@@ -174,7 +185,7 @@ def build_report(
         raise SuperresError("two reference images would share an output name; rename one")
     curves = training_curves_figure(runs) if runs else None  # a bad run fails before the work
     lr_method = DEGRADATIONS[degradation]
-    pairs = [low_resolution_pair(ref, scale, lr_method) for _, ref in references]
+    pairs = [low_resolution_pair(ref, scale, lr_method, name) for name, ref in references]
     per_image, methods = _run_methods(enlargers, references, pairs, scale)
     images = [
         _write_image_report(
@@ -183,7 +194,7 @@ def build_report(
             high,
             low,
             outputs,
-            f"{name}: x{scale}, LR by {lr_method}, scores on Y, {scale}-px border",
+            f"{name}: x{scale}, {describe_input(degradation)}, scores on Y, {scale}-px border",
         )
         for (name, _), (high, low), outputs in zip(references, pairs, per_image, strict=True)
     ]
@@ -319,7 +330,8 @@ def render_page(report: Report) -> str:
     has_baseline = len(models) < len(report.methods)
     best = max(models, key=lambda m: m.result.psnr).result.method if models else None
     parts = [
-        f"<h1>superres report: x{report.scale}, LR by {DEGRADATIONS[report.degradation]}</h1>",
+        f"<h1>superres report: x{report.scale}, {html.escape(describe_input(report.degradation))}"
+        "</h1>",
         f"<p>{len(report.images)} image(s). Scores: standard protocol (Y of BT.601, "
         f"{report.scale}-pixel border shaved), means over the images. Speed: median of "
         f"{TIMED_RUNS} timed passes over all inputs after a warm-up, on this machine.</p>",

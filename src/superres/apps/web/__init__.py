@@ -16,6 +16,8 @@ class ServerLimits:
     memory_budget_mb: float = 2000.0  # memory all requests in flight may claim
     max_request_gmacs: float = 3000.0  # work one request may take (output pixels x model)
     max_pending_gmacs: float = 12000.0  # work all queued requests may take
+    max_video_seconds: float = 30.0  # a video or an animation, before the work limit
+    max_frames: int = 900
 
 
 DEFAULT_LIMITS = ServerLimits()

@@ -21,10 +21,11 @@ import asyncio
 import copy
 import ctypes
 import dataclasses
+import logging
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
+import numpy as np
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -53,12 +55,31 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from superres.api import get_upscaler
 from superres.apps.web import DEFAULT_LIMITS
+from superres.apps.web.media import RESULT_TYPES, Media, probe_media, upscale_media
 from superres.engine.inference import Upscaler
 from superres.engine.runtime import AUTO
 from superres.errors import ImageTooLargeError, NotAnImageError, SuperresError
-from superres.imageio.files import ENCODER_MAX_SIDE, encode_image, read_image_bytes
+from superres.imageio.files import (
+    ENCODER_MAX_SIDE,
+    encode_image,
+    format_notes,
+    header_formats,
+    output_path_for,
+    read_image_bytes,
+    require_format,
+)
+from superres.imageio.video import VideoLimits
 from superres.models.complexity import multiply_adds_per_output_pixel
-from superres.models.registry import ALIASES, shipped_models
+from superres.models.files import model_labels
+from superres.models.registry import (
+    ALIASES,
+    ARCHITECTURES,
+    AUTO_MODEL,
+    LoadedModel,
+    load_model,
+    shipped_models,
+)
+from superres.quality.degrade import MAX_FACTOR
 
 # (name, scale) -> Upscaler; called with ``denoise=`` too when a request sets it.
 UpscalerFactory = Callable[..., Upscaler]
@@ -66,8 +87,23 @@ ModelLister = Callable[[], list[dict[str, Any]]]
 T = TypeVar("T")
 
 STATIC = Path(__file__).with_name("static")
-MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
-ENCODERS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}  # the form's names -> Pillow's
+MEDIA_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "webp": "image/webp",
+    "avif": "image/avif",
+    "heic": "image/heic",
+    "jxl": "image/jxl",
+}
+# The form's names -> Pillow's; heic and jxl need superres[formats].
+ENCODERS = {
+    "png": "PNG",
+    "jpg": "JPEG",
+    "webp": "WEBP",
+    "avif": "AVIF",
+    "heic": "HEIF",
+    "jxl": "JXL",
+}
 DEFAULT_SCALE = 4
 MEGABYTE = 1_000_000
 GIGA = 1e9
@@ -89,6 +125,8 @@ PAGE_POLICY = (
     "default-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
+# On every response, a 500 too.
+GUARD_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": PAGE_POLICY}
 # Host names answered by default: a page elsewhere that rebinds its own name to 127.0.0.1
 # (DNS rebinding) still sends its own name, and is refused.
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -120,7 +158,11 @@ class UpscaleForm(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field("default", description="A name or alias from /api/models.")
+    model: str = Field(
+        AUTO_MODEL,
+        description="A name or alias from /api/models; auto: real (made for photos) where it "
+        "has the scale, default elsewhere.",
+    )
     scale: int | None = Field(
         None,
         ge=1,
@@ -128,9 +170,14 @@ class UpscaleForm(BaseModel):
         "smallest offered scale reaching it (else the largest).",
     )
     outscale: float | None = Field(
-        None, gt=0, le=16, description="Final size factor: the result is resampled to it."
+        None,
+        gt=0,
+        le=MAX_FACTOR,
+        description="Final size factor: the result is resampled to it.",
     )
-    format: Literal["png", "jpg", "webp"] = Field("png", description="Encoding of the result.")
+    format: Literal["png", "jpg", "webp", "avif", "heic", "jxl"] = Field(
+        "png", description="Encoding of the result (heic and jxl: if superres[formats] is here)."
+    )
     denoise: float | None = Field(
         None,
         ge=0,
@@ -174,6 +221,13 @@ class Limits(BaseModel):
     client_timeout_s: float = Field(
         description="Seconds an upload may take to arrive, and a client may stall the result."
     )
+    max_video_seconds: float = Field(description="Longest video or animation accepted.")
+    max_frames: int = Field(
+        description="Most frames in a video or an animation (each within max_pixels)."
+    )
+
+    def media(self) -> VideoLimits:
+        return VideoLimits(self.max_video_seconds, self.max_frames, self.max_pixels)
 
 
 @dataclass(frozen=True)
@@ -184,6 +238,9 @@ class Upscaled:
     input_size: tuple[int, int]  # width, height
     output_size: tuple[int, int]
     runtime: str  # how the model ran, e.g. "pytorch bf16, tile 512 (measured)"
+    media_type: str | None = None  # a video's or an animation's; None: the form's format
+    frames: int = 1
+    notes: tuple[str, ...] = ()  # streams a video's container could not hold, and the like
 
 
 class JobCancelled(Exception):
@@ -344,6 +401,8 @@ class Catalogue:
     def resolve(self, form: UpscaleForm) -> tuple[str, int]:
         """(canonical name, scale) for a request; unknown model 404, unoffered scale 422."""
         matching = [e for e in self.entries if form.model in (e.name, *e.aliases)]
+        if form.model == AUTO_MODEL:
+            matching = self._auto(form.scale or DEFAULT_SCALE)
         if not matching:
             offered = ", ".join(sorted({e.name for e in self.entries})) or "none are installed"
             raise HTTPException(404, f"unknown model {form.model!r}; models: {offered}")
@@ -361,6 +420,15 @@ class Catalogue:
         if form.denoise is not None and not entry.denoise:
             raise HTTPException(422, f"{name} x{scale} has no denoise control")
         return name, scale
+
+    def _auto(self, scale: int) -> list[ModelInfo]:
+        """The entries of what ``auto`` names at ``scale`` (as the CLI and the API resolve it,
+        from the models this server offers)."""
+        for wanted in ("real", "default"):
+            entries = [e for e in self.entries if wanted in (e.name, *e.aliases)]
+            if any(e.scale == scale for e in entries):
+                return entries
+        return [e for e in self.entries if "default" in e.aliases]
 
     async def cost(self, name: str, scale: int) -> float:
         """Multiply-adds per output pixel of ``name`` x``scale``, counted on first use."""
@@ -381,20 +449,48 @@ class Catalogue:
         return listed
 
 
+def catalogue_entry(model: LoadedModel, name: str | None = None) -> dict[str, Any]:
+    """What ``GET /api/models`` says of a model, from its weights' metadata, under its own
+    name (with its aliases) or the name clients use for a model file."""
+    name = name or model.name
+    return {
+        "name": name,
+        "aliases": [alias for alias, target in ALIASES.items() if target == name],
+        "scale": model.scale,
+        "parameters": model.parameters,
+        "val_psnr_db": model.metadata.get("val_psnr") or None,
+        "val_dataset": model.metadata.get("validation_data") or None,
+        "denoise": model.keep_texture is not None,
+    }
+
+
 def shipped_catalogue() -> list[dict[str, Any]]:
-    """The package's weights, described by their own metadata (loads each file once)."""
-    return [
-        {
-            "name": model.name,
-            "aliases": [alias for alias, name in ALIASES.items() if name == model.name],
-            "scale": model.scale,
-            "parameters": model.parameters,
-            "val_psnr_db": model.metadata.get("val_psnr") or None,
-            "val_dataset": model.metadata.get("validation_data") or None,
-            "denoise": model.model.keep_texture is not None,
-        }
-        for model in shipped_models()
-    ]
+    """The package's weights, described by their own metadata (loads each file once); a
+    damaged file is logged and left out rather than taking the others down with it."""
+    unreadable: list[str] = []
+    entries = [catalogue_entry(entry.model) for entry in shipped_models(unreadable)]
+    for reason in unreadable:
+        logging.getLogger("uvicorn.error").warning("not offered: %s", reason)
+    return entries
+
+
+def served_files(paths: Sequence[Path]) -> tuple[dict[str, Path], list[dict[str, Any]]]:
+    """The operator's model files by the names clients use (the file name without extension:
+    see :func:`~superres.models.files.model_labels`) and their catalogue entries. Each is
+    loaded now, so a bad file stops the server before it starts."""
+    names = model_labels(paths, {*ARCHITECTURES, *ALIASES, AUTO_MODEL})
+    files = {name: path.resolve() for name, path in zip(names, paths, strict=True)}
+    return files, [catalogue_entry(load_model(path), name) for name, path in files.items()]
+
+
+def naming_files(files: Mapping[str, Path], factory: UpscalerFactory) -> UpscalerFactory:
+    """``factory`` for the names the catalogue offers: a file's name stands for its path (a
+    request names a model the catalogue lists, never a path)."""
+
+    def build(name: str, scale: int, **options: Any) -> Upscaler:
+        return factory(str(files.get(name, name)), scale, **options)
+
+    return build
 
 
 @cache
@@ -420,10 +516,14 @@ def probe_upload(upload: bytes, name: str, max_pixels: int) -> Probe:
     tried instead: it refuses with the reason (before decoding, if it is the size).
     """
     try:
-        with Image.open(BytesIO(upload)) as image:
+        with Image.open(BytesIO(upload), formats=header_formats()) as image:
             width, height = image.size
             channels = 4 if image.mode == "P" else len(image.getbands())  # palettes: maybe alpha
-            wide = image.mode in ("I", "F") or any("16" in str(tile.args) for tile in image.tile)
+            wide = (
+                image.mode in ("I", "F")
+                or any("16" in str(tile.args) for tile in image.tile)
+                or image.info.get("bit_depth", 8) > 8  # a 10/12-bit HEIC, read as 16 bits
+            )
     except Exception:  # any decoder failure; decoding below names it
         pass
     else:
@@ -483,6 +583,28 @@ def plan_request(
     )
 
 
+def plan_media(
+    media: Media, upload_bytes: int, scale: int, outscale: float | None, macs_per_pixel: float
+) -> Plan:
+    """A video's or an animation's cost: one frame's, its work times the frames. The whole
+    result is held, encoded: a video's estimated as the upload grown with the pixels, an
+    animation's at its raw size; Pillow's writers but GIF's also hold every enlarged frame."""
+    frame = Probe(media.width, media.height, media.channels, 1)
+    one = plan_request(frame, upload_bytes, scale, outscale, macs_per_pixel)
+    width, height = one.output_size
+    if media.kind == "video":
+        result = round(upload_bytes * width * height / (media.width * media.height))
+    else:
+        result = media.frames * width * height * media.channels
+    held = media.frames * width * height * ENCODER_BYTES_PER_PIXEL if media.holds_frames else 0
+    return dataclasses.replace(
+        one,
+        resident=upload_bytes + result,
+        working=one.working + held,
+        gmacs=one.gmacs * media.frames,
+    )
+
+
 def check_plan(plan: Plan, name: str, model: str, fmt: str, limits: Limits) -> None:
     """Refuse a request over any per-request limit, with this server's numbers, before work."""
     width, height = plan.input_size
@@ -523,24 +645,41 @@ def _upscale_upload(
     upscaler_for: UpscalerFactory,
     max_pixels: int,
     cancel: threading.Event,
+    media: Media | None = None,
+    media_limits: VideoLimits | None = None,
 ) -> Upscaled:
     """Decode, enlarge and encode: a worker thread's whole job, given up once ``cancel`` is set
-    (checked before each stage and after each tile)."""
+    (checked before each stage and after each tile). ``media``: a video or an animation, each
+    frame enlarged, the whole within ``media_limits``."""
 
     def check(*_: int) -> None:
         if cancel.is_set():
             raise JobCancelled
 
     check()
-    image = read_image_bytes(upload, name, max_pixels=max_pixels)
     options = {} if form.denoise is None else {"denoise": form.denoise}
+    if media is not None:
+        upscaler = upscaler_for(model, scale, **options)
+
+        def enlarge(pixels: np.ndarray) -> np.ndarray:
+            return upscaler.upscale(pixels, form.outscale, progress=check)
+
+        done = upscale_media(upload, name, media, enlarge, media_limits or VideoLimits())
+        runtime = upscaler.runtime.describe()
+        first = (media.width, media.height)
+        notes = tuple(done.notes)
+        return Upscaled(done.body, first, done.size, runtime, media.media_type, done.frames, notes)
+    image = read_image_bytes(upload, name, max_pixels=max_pixels)
     upscaler = upscaler_for(model, scale, **options)
     pixels = upscaler.upscale(image.pixels, form.outscale, progress=check)
     check()
     body = encode_image(pixels, form.format, icc_profile=image.icc_profile, exif=image.exif)
     runtime = upscaler.runtime.describe()
     height, width = image.pixels.shape[:2]
-    return Upscaled(body, (width, height), (pixels.shape[1], pixels.shape[0]), runtime)
+    result = output_path_for("result", form.format)
+    notes = (*image.notes, *format_notes(result, pixels, image.icc_profile))
+    size = (pixels.shape[1], pixels.shape[0])
+    return Upscaled(body, (width, height), size, runtime, notes=notes)
 
 
 async def _until_disconnected(receive: Receive) -> None:
@@ -596,9 +735,7 @@ class Guard:
 
         async def send_guarded(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers["Content-Security-Policy"] = PAGE_POLICY
+                MutableHeaders(scope=message).update(GUARD_HEADERS)
             await send(message)
 
         refusal = self.refusal(scope)
@@ -727,12 +864,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {
         "model": ErrorDetail,
         "description": "Upload over the byte limit; input or result over the pixel or side "
-        "limit; or more work or memory than one request may have.",
+        "limit; a video or animation over the length or frame limit; or more work or memory "
+        "than one request may have.",
     },
     415: {"model": ErrorDetail, "description": "Not multipart, or the file is not an image."},
     422: {
         "model": ErrorDetail,
-        "description": "Bad form fields, a scale the model lacks, or a corrupt image.",
+        "description": "Bad form fields, a scale the model lacks, or a corrupt image or video.",
     },
     503: {
         "model": ErrorDetail,
@@ -745,10 +883,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _SIZE_HEADER = {"schema": {"type": "string", "pattern": r"^\d+x\d+$"}}
 _UPSCALE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "The enlarged image, in the requested format.",
+        "description": "The enlarged image, in the requested format; a video (by its file "
+        "name: .mp4, .mkv, .webm...) or an animation (GIF, APNG, WebP, multi-page TIFF) in its "
+        "own, every frame enlarged, other streams copied.",
         "content": {
             media: {"schema": {"type": "string", "format": "binary"}}
-            for media in MEDIA_TYPES.values()
+            for media in (*MEDIA_TYPES.values(), *RESULT_TYPES)
         },
         "headers": {
             "X-Input-Size": {"description": "Input WxH.", **_SIZE_HEADER},
@@ -762,6 +902,14 @@ _UPSCALE_RESPONSES: dict[int | str, dict[str, Any]] = {
             "X-Runtime": {
                 "description": "How it ran: backend, precision, tile, e.g. "
                 "'pytorch bf16, tile 512 (measured)'."
+            },
+            "X-Frames": {
+                "description": "Videos and animations: the frames written.",
+                "schema": {"type": "integer"},
+            },
+            "X-Notes": {
+                "description": "Videos: streams not copied, timestamps repaired; images: what "
+                "the format could not keep (16 bits, an ICC profile), a HEIC's other images."
             },
         },
     },
@@ -793,6 +941,8 @@ def create_app(
     max_pending_gmacs: float = DEFAULT_LIMITS.max_pending_gmacs,
     client_timeout: float = 60.0,
     allowed_hosts: Collection[str] = LOCAL_HOSTS,
+    max_video_seconds: float = DEFAULT_LIMITS.max_video_seconds,
+    max_frames: int = DEFAULT_LIMITS.max_frames,
     upscaler_factory: UpscalerFactory = get_upscaler,
     model_lister: ModelLister = shipped_catalogue,
 ) -> FastAPI:
@@ -801,10 +951,12 @@ def create_app(
     clients may use for the server (``*``: any).
     """
     sizes = (max_upload_mb, max_pixels, workers, memory_budget_mb, max_request_gmacs)
-    if min(sizes) <= 0 or client_timeout <= 0 or max_pending_gmacs < max_request_gmacs:
+    media = (client_timeout, max_video_seconds, max_frames)
+    if min(*sizes, *media) <= 0 or max_pending_gmacs < max_request_gmacs:
         raise SuperresError(
-            "need max_upload_mb, max_pixels, workers, memory_budget_mb, max_request_gmacs and "
-            "client_timeout above 0, and max_pending_gmacs >= max_request_gmacs"
+            "need max_upload_mb, max_pixels, workers, memory_budget_mb, max_request_gmacs, "
+            "client_timeout, max_video_seconds and max_frames above 0, and max_pending_gmacs "
+            ">= max_request_gmacs"
         )
     max_upload_bytes = int(max_upload_mb * MEGABYTE)
     limits = Limits(
@@ -820,6 +972,8 @@ def create_app(
         max_request_gmacs=max_request_gmacs,
         max_pending_gmacs=max_pending_gmacs,
         client_timeout_s=client_timeout,
+        max_video_seconds=max_video_seconds,
+        max_frames=max_frames,
     )
     pool = WorkPool(workers)
     ledger = Ledger(limits.memory_budget_bytes, max_pending_gmacs, workers)
@@ -862,6 +1016,12 @@ def create_app(
     @app.exception_handler(ClientDisconnect)
     async def client_gone(_: Request, __: ClientDisconnect) -> Response:
         return Response(status_code=400)  # nobody is left to read it
+
+    @app.exception_handler(Exception)
+    async def failed(_: Request, __: Exception) -> Response:
+        """A bug: one line, and the guard's headers, which it cannot add itself (this answer
+        goes out from outside it); the server logs the traceback."""
+        return JSONResponse({"detail": "internal error"}, 500, headers=GUARD_HEADERS)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -909,11 +1069,21 @@ def create_app(
             ) from None
         models = await catalogue.get()
         model, scale = models.resolve(form)
-        probe = await run_in_threadpool(probe_upload, upload, name, max_pixels)
-        plan = plan_request(
-            probe, len(upload), scale, form.outscale, await models.cost(model, scale)
-        )
-        check_plan(plan, name, f"{model} x{scale}", form.format, limits)
+        require_format(form.format)  # a missing extra is refused before the work
+        media = await run_in_threadpool(probe_media, upload, name, limits.media())
+        if media is None:
+            probe = await run_in_threadpool(probe_upload, upload, name, max_pixels)
+            cost = await models.cost(model, scale)
+            plan = plan_request(probe, len(upload), scale, form.outscale, cost)
+            check_plan(plan, name, f"{model} x{scale}", form.format, limits)
+        else:
+            if "format" in form.model_fields_set:
+                kept = f"{media.kind}s come back as they came ({media.media_type})"
+                raise HTTPException(422, f"{name}: format is for still images; {kept}")
+            cost = await models.cost(model, scale)
+            plan = plan_media(media, len(upload), scale, form.outscale, cost)
+            label = f"{name} ({media.frames} frames)"
+            check_plan(plan, label, f"{model} x{scale}", "", limits)
         if not ledger.try_claim(claim, plan.resident, plan.working, plan.gmacs):
             raise OverBudget
         cancel = threading.Event()
@@ -927,23 +1097,31 @@ def create_app(
             upscaler_for=upscaler_factory,
             max_pixels=max_pixels,
             cancel=cancel,
+            media=media,
+            media_limits=limits.media(),
         )
         result, seconds = await pool.run(job, cancel, _until_disconnected(request.receive))
         claim.working, claim.gmacs = 0, 0.0  # what remains is the result, until it is sent
         width, height = result.input_size
-        models.record(model, scale, width * height, seconds)
+        models.record(model, scale, width * height * result.frames, seconds)
+        headers = {
+            "X-Input-Size": "{}x{}".format(*result.input_size),
+            "X-Output-Size": "{}x{}".format(*result.output_size),
+            "X-Elapsed-Ms": str(round(seconds * 1000)),
+            "X-Model": f"{model}-x{scale}",
+            "X-Runtime": result.runtime,
+        }
+        if media is not None:
+            headers["X-Frames"] = str(result.frames)
+        if result.notes:  # header values are Latin-1
+            notes = "; ".join(result.notes).encode("latin-1", "replace").decode("latin-1")
+            headers["X-Notes"] = notes
         return SentResponse(
             result.body,
             on_sent=partial(release, claim),
             stall_timeout=client_timeout,
-            media_type=MEDIA_TYPES[form.format],
-            headers={
-                "X-Input-Size": "{}x{}".format(*result.input_size),
-                "X-Output-Size": "{}x{}".format(*result.output_size),
-                "X-Elapsed-Ms": str(round(seconds * 1000)),
-                "X-Model": f"{model}-x{scale}",
-                "X-Runtime": result.runtime,
-            },
+            media_type=result.media_type or MEDIA_TYPES[form.format],
+            headers=headers,
         )
 
     @app.post(
@@ -993,10 +1171,15 @@ def run(
     max_request_gmacs: float = DEFAULT_LIMITS.max_request_gmacs,
     max_pending_gmacs: float = DEFAULT_LIMITS.max_pending_gmacs,
     allow_hosts: Collection[str] = (),
+    max_video_seconds: float = DEFAULT_LIMITS.max_video_seconds,
+    max_frames: int = DEFAULT_LIMITS.max_frames,
+    model_files: Sequence[Path] = (),
 ) -> None:
     """Serve until interrupted: what ``superres serve`` runs. Clients may name the server by
-    the localhost names, ``host`` (unless it is a wildcard address) and ``allow_hosts``."""
+    the localhost names, ``host`` (unless it is a wildcard address) and ``allow_hosts``;
+    ``model_files`` are offered beside the shipped models (see :func:`served_files`)."""
     named = () if host in ANY_ADDRESS else (host,)
+    files, file_entries = served_files(model_files)
     app = create_app(
         max_upload_mb=max_upload_mb,
         max_pixels=max_pixels,
@@ -1005,8 +1188,19 @@ def run(
         max_request_gmacs=max_request_gmacs,
         max_pending_gmacs=max_pending_gmacs,
         allowed_hosts=(*LOCAL_HOSTS, *named, *allow_hosts),
-        upscaler_factory=partial(
-            get_upscaler, tile=tile, device=device, precision=precision, backend=backend
+        max_video_seconds=max_video_seconds,
+        max_frames=max_frames,
+        upscaler_factory=naming_files(
+            files,
+            partial(
+                get_upscaler,
+                tile=tile,
+                device=device,
+                precision=precision,
+                backend=backend,
+                max_output_pixels=max_pixels * OUTPUT_GROWTH,  # this server's own limit, again
+            ),
         ),
+        model_lister=lambda: shipped_catalogue() + file_entries,
     )
     uvicorn.run(app, host=host, port=port)

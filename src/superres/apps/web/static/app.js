@@ -51,15 +51,22 @@ function entriesOf(name) {
   return state.models.filter((entry) => entry.name === name).sort((a, b) => a.scale - b.scale);
 }
 
+// What the API's "auto" runs at the default scale: the model made for photos when offered.
+function preferredName() {
+  const real = state.models.find((entry) => entry.name === "real" && entry.scale === DEFAULT_SCALE);
+  const fallback = state.models.find((entry) => entry.aliases.includes("default"));
+  return (real || fallback || {}).name;
+}
+
 function fillModels() {
   const names = [...new Set(state.models.map((entry) => entry.name))];
   $("model").replaceChildren(
     ...names.map((name) => {
       const aliases = entriesOf(name)[0].aliases;
-      return new Option(aliases.includes("default") ? `${name} (default)` : name, name);
+      return new Option(name === preferredName() ? `${name} (default)` : name, name);
     }),
   );
-  const preferred = state.models.find((entry) => entry.aliases.includes("default"));
+  const preferred = state.models.find((entry) => entry.name === preferredName());
   if (preferred) $("model").value = preferred.name;
   fillScales();
 }
@@ -172,6 +179,7 @@ function showResult(request, totalMs) {
   const model = request.getResponseHeader("X-Model");
   const stem = state.file.name.replace(/\.[^.]*$/, "") || "image";
   const url = replaceUrl("resultUrl", request.response);
+  $("after").onerror = () => showError(`This browser cannot show ${format}; Download has it.`);
   $("after").src = url;
   $("before").src = state.inputUrl;
   $("input-thumb").src = state.inputUrl;

@@ -1,4 +1,5 @@
-"""Wall-clock timing shared by the benchmark scripts (benchmarks time; tests never do)."""
+"""The one timing rule for every speed figure superres reports: the benchmark scripts' and the
+report's quality-versus-speed plot (tests never time)."""
 
 from __future__ import annotations
 
