@@ -327,11 +327,17 @@ def main() -> None:
         costs += [cost] if cost else []
         entries[runtime_key(model)] = entry
     now, features = datetime.now(UTC), cpu_features()
+    # A run on some models only gets files of its own: speed.md stays the table of every model.
+    stem = (
+        "speed"
+        if not args.models
+        else "speed-" + "-".join(n.strip() for n in args.models.split(","))
+    )
     if args.write_defaults:
         measured = f"{now:%Y-%m-%d}, {THREADS} threads, {' '.join(features) or 'no features'}"
         print(f"defaults: {write_defaults(entries, measured)}")
     write_json(
-        RESULTS / "speed.json",
+        RESULTS / f"{stem}.json",
         {
             "date": now.isoformat(),
             "cpu": platform.processor() or platform.machine(),
@@ -356,7 +362,7 @@ def main() -> None:
         f"{BF16_MAX_COST_DB} dB of Set5 PSNR (below); tiles within {SAME_SPEED:.0%} of the "
         "fastest count as equally fast and the smallest of them is chosen.\n\n"
     )
-    write_text_atomic(RESULTS / "speed.md", markdown(rows, costs, header))
+    write_text_atomic(RESULTS / f"{stem}.md", markdown(rows, costs, header))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageCms
+from typer.testing import CliRunner, Result
 
 import superres.apps.cli
 from superres.training.trainer import TrainConfig
@@ -75,3 +76,11 @@ def tiny_config(folder: Path, **overrides: object) -> TrainConfig:
     )
     settings.update(overrides)
     return TrainConfig(**settings)  # type: ignore[arg-type]
+
+
+def upscale_cli(*args: object, scale: int = 2) -> Result:
+    """`superres upscale ARGS --scale 2 --model default` through typer's runner: the clean
+    default named, so results can be compared with ``Upscaler("default")`` (`auto` would pick
+    the real-world model where it is shipped)."""
+    arguments = ["upscale", *map(str, args), "--scale", str(scale), "--model", "default"]
+    return CliRunner().invoke(superres.apps.cli.app, arguments)

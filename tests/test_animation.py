@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import upscale_cli
 from PIL import Image, ImageSequence
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 import superres
 import superres.apps.cli
@@ -50,10 +51,6 @@ def read_frames(path: Path) -> tuple[Image.Image, list[np.ndarray], list[float]]
         frames.append(pixels_from_pil(frame))
         durations.append(frame.info.get("duration"))
     return image, frames, durations
-
-
-def upscale_cli(*args: object) -> Result:
-    return runner.invoke(superres.apps.cli.app, ["upscale", *map(str, args), "--scale", str(SCALE)])
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_main, run_superres
-from typer.testing import CliRunner
+from helpers import run_main, run_superres, upscale_cli
 
-from superres.apps.cli import app
 from superres.atomic import replacing
 from superres.engine.batch import FileSummary, plan_jobs
 from superres.engine.ray_executor import FileWorker, RayPool, WorkerSettings
@@ -43,17 +41,13 @@ def folder(tmp_path: Path) -> Path:
     return photos
 
 
-def _upscale(*args: object):
-    return CliRunner().invoke(app, ["upscale", *map(str, args), "--scale", "2"])
-
-
 def _files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def test_ray_writes_the_local_bytes_reports_bad_files_and_resumes(ray_cluster, folder, tmp_path):
-    local = _upscale(folder, "-o", tmp_path / "local")
-    on_ray = _upscale(folder, "-o", tmp_path / "ray", "--executor", "ray")
+    local = upscale_cli(folder, "-o", tmp_path / "local")
+    on_ray = upscale_cli(folder, "-o", tmp_path / "ray", "--executor", "ray")
     assert local.exit_code == on_ray.exit_code == 1  # broken.png, in both
     assert "on 2 Ray worker(s)" in on_ray.output
     assert "3 written, 0 skipped, 1 failed" in on_ray.output
@@ -63,7 +57,7 @@ def test_ray_writes_the_local_bytes_reports_bad_files_and_resumes(ray_cluster, f
     assert _files(tmp_path / "ray") == _files(tmp_path / "local")
     assert sorted(_files(tmp_path / "ray")) == ["a.png", "b.png", "c/d.png"]
 
-    again = _upscale(folder, "-o", tmp_path / "ray", "--executor", "ray")
+    again = upscale_cli(folder, "-o", tmp_path / "ray", "--executor", "ray")
     assert "0 written, 3 skipped, 1 failed" in again.output
 
 
@@ -76,8 +70,8 @@ def test_videos_and_animations_on_ray_are_the_local_bytes(ray_cluster, tmp_path)
     media.mkdir()
     make_clip(media / "clip.mp4", moving_frames(4))
     save_animation(media / "party.gif", frames_with_alpha(), duration=100, loop=0)
-    local = _upscale(media, "-o", tmp_path / "local")
-    on_ray = _upscale(media, "-o", tmp_path / "ray", "--executor", "ray")
+    local = upscale_cli(media, "-o", tmp_path / "local")
+    on_ray = upscale_cli(media, "-o", tmp_path / "ray", "--executor", "ray")
     assert local.exit_code == on_ray.exit_code == 0, on_ray.output
     assert sorted(_files(tmp_path / "ray")) == ["clip.mp4", "party.gif"]
     assert _files(tmp_path / "ray") == _files(tmp_path / "local")
@@ -105,7 +99,7 @@ def test_a_worker_dying_mid_batch_is_replaced_and_its_file_redone(ray_cluster, f
         results = dict(pool.run(_jobs(folder, tmp_path / "out")))
     assert marker.exists()
     assert all(isinstance(summary, FileSummary) for summary in results.values())
-    reference = _upscale(folder, "-o", tmp_path / "local", "--precision", "fp32")
+    reference = upscale_cli(folder, "-o", tmp_path / "local", "--precision", "fp32")
     assert reference.exit_code == 1
     assert _files(tmp_path / "out") == _files(tmp_path / "local")  # hidden temporaries too
 
@@ -203,5 +197,5 @@ def test_a_ray_address_that_does_not_answer_is_one_line(folder, tmp_path):
 
 
 def test_an_unknown_executor_is_refused(folder, tmp_path):
-    result = _upscale(folder, "-o", tmp_path, "--executor", "spark")
+    result = upscale_cli(folder, "-o", tmp_path, "--executor", "spark")
     assert result.exit_code == 2 and "'spark' is not one of" in result.output

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from helpers import run_main, run_superres
+from helpers import run_main, run_superres, upscale_cli
 from PIL import Image, ImageCms
 from rich.console import Console
 from skimage import data
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 import superres
 import superres.apps.cli
@@ -69,11 +69,6 @@ PHOTO = np.ascontiguousarray(data.astronaut()[100:140, 150:202])
 def photo() -> np.ndarray:
     """A small RGB photograph (40x52: not square, so a transposition would show)."""
     return PHOTO
-
-
-def upscale_cli(*args: object) -> Result:
-    """`superres upscale ARGS --scale 2` through typer's runner."""
-    return runner.invoke(superres.apps.cli.app, ["upscale", *map(str, args), "--scale", str(SCALE)])
 
 
 def expected(pixels: np.ndarray, outscale: float | None = None) -> np.ndarray:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import upscale_cli
 from skimage import data
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 import superres
 import superres.apps.cli
@@ -138,10 +139,6 @@ def audio_seconds(path: Path) -> float:
         stream = container.streams.audio[0]
         items = [p for p in container.demux(stream) if p.size]
         return float((items[-1].pts + items[-1].duration - items[0].pts) * stream.time_base)
-
-
-def upscale_cli(*args: object) -> Result:
-    return runner.invoke(superres.apps.cli.app, ["upscale", *map(str, args), "--scale", str(SCALE)])
 
 
 def no_partial_files(folder: Path) -> bool:
