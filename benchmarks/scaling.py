@@ -198,8 +198,8 @@ def write_results(record: dict[str, object]) -> None:
             for label, f in train.items()
         ),
         "",
-        f"## Folder upscaling x2 (default model, auto runtime), {IMAGE_SIDE}x{IMAGE_SIDE} PNGs, "
-        f"{IMAGES[0]} and {IMAGES[1]} files",
+        "## Folder upscaling x2 (model auto: real at x2, auto runtime), "
+        f"{IMAGE_SIDE}x{IMAGE_SIDE} PNGs, {IMAGES[0]} and {IMAGES[1]} files",
         "",
         "| executor | s per image | images/s | fixed start-up s |",
         "|---|---|---|---|",
