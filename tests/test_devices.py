@@ -102,14 +102,23 @@ def tiny() -> Upscaler:
     return Upscaler(model, tile=64, precision="fp32", backend="pytorch")
 
 
-def test_out_of_memory_halves_the_tile_and_gives_the_same_image(tiny, monkeypatch):
+@pytest.mark.parametrize(
+    "failure",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("MPS backend out of memory (MPS allocated: 8.00 GB)"),
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 2 GB"),
+    ],
+    ids=["cuda", "mps", "cpu"],
+)
+def test_out_of_memory_halves_the_tile_and_gives_the_same_image(tiny, monkeypatch, failure):
     image = np.random.default_rng(1).integers(0, 256, (70, 90, 3), dtype=np.uint8)
     expected = tiny.upscale(image)
     process = tiny._process
 
     def small_memory(tile: np.ndarray, peak: float) -> np.ndarray:
         if max(tile.shape[:2]) > 40:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise failure
         return process(tile, peak)
 
     monkeypatch.setattr(tiny, "_process", small_memory)

@@ -87,8 +87,14 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def _out_of_memory(error: RuntimeError) -> bool:
-    """CUDA's OutOfMemoryError, or the CPU allocator's failure (a plain RuntimeError)."""
-    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
+    """CUDA's OutOfMemoryError, or the CPU allocator's or MPS's failure (plain RuntimeErrors:
+    "can't allocate memory", "MPS backend out of memory")."""
+    message = str(error)
+    return (
+        isinstance(error, torch.OutOfMemoryError)
+        or "can't allocate memory" in message
+        or "out of memory" in message
+    )
 
 
 def tile_boxes(height: int, width: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
