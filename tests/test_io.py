@@ -24,6 +24,7 @@ from superres.imageio.files import (
     ImageReadError,
     ImageWriteError,
     find_images,
+    format_notes,
     load_pixels,
     output_path_for,
     pixels_from_pil,
@@ -237,14 +238,19 @@ def test_orientation_is_the_same_for_8_and_16_bit(tmp_path: Path, orientation: i
 
 
 @pytest.mark.parametrize(
-    ("name", "dtype"),
-    [("a.png", np.uint8), ("a.jpg", np.uint8), ("a.webp", np.uint8), ("a.tiff", np.uint8)]
-    + [("b.png", np.uint16), ("b.tiff", np.uint16)],
+    ("name", "dtype", "channels"),
+    [("a.png", np.uint8, 3), ("a.jpg", np.uint8, 3), ("a.webp", np.uint8, 3)]
+    + [("a.tiff", np.uint8, 3), ("b.png", np.uint16, 3), ("b.tiff", np.uint16, None)]
+    + [("c.tiff", np.uint16, 3), ("d.tiff", np.uint16, 4)],  # 16-bit colour TIFF: tifffile
 )
-def test_icc_profile_and_exif_are_written(tmp_path: Path, name: str, dtype: type) -> None:
-    pixels = random_pixels(None if name == "b.tiff" else 3, dtype)  # 16-bit grey TIFF via Pillow
+def test_icc_profile_and_exif_are_written(
+    tmp_path: Path, name: str, dtype: type, channels: int | None
+) -> None:
+    pixels = random_pixels(channels, dtype)
     image = read_image(write_image(tmp_path / name, pixels, icc_profile=SRGB, exif=exif_bytes(1)))
     assert image.icc_profile == SRGB
+    if not name.endswith((".jpg", ".webp")):  # lossless: every sample back
+        np.testing.assert_array_equal(image.pixels, pixels)
     if not name.endswith(".tiff"):  # TIFF stores EXIF as tags, which are not read back as EXIF
         assert exif_tags(image.exif)[MAKE] == "TestCam"
 
@@ -597,3 +603,14 @@ def test_the_default_pixel_limit_refuses_a_crafted_header_before_decoding(
     with pytest.raises(ImageTooLargeError) as excinfo:
         read_image(path)
     assert error_message(excinfo).startswith(f"{path}: ")
+
+
+def test_what_16_bit_tiff_drops_is_noted() -> None:
+    colour, grey_alpha = random_pixels(3, np.uint16), random_pixels(2, np.uint16)
+    assert format_notes("x.tiff", colour, SRGB, exif_bytes(1)) == [
+        "EXIF not carried (16-bit colour TIFF is written without it here)"
+    ]
+    assert format_notes("x.tiff", grey_alpha, SRGB) == [
+        "ICC profile not carried (16-bit grey+alpha TIFF is written by OpenCV)"
+    ]
+    assert format_notes("x.tiff", random_pixels(None, np.uint16), SRGB, exif_bytes(1)) == []

@@ -262,3 +262,17 @@ def test_a_damaged_weights_file_is_named_and_hides_no_other(tmp_path, monkeypatc
     assert result.exit_code == 0, result.output
     assert "ignored " in result.output and "compact-x3.safetensors" in result.output
     assert "x2" in result.output
+
+
+def test_models_lists_every_architecture_with_the_settings_hyper_takes():
+    from typer.testing import CliRunner
+
+    from superres.apps.cli import app
+
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    table = result.output.split("architectures")[1]
+    for name in ARCHITECTURES:
+        assert f" {name} " in table, name
+    assert "blocks=6: a whole number from 2 to 64" in table  # large's default and bound
+    assert "widths: 2 whole numbers from 1 to 512" in table  # a setting without a default

@@ -59,11 +59,14 @@ def test_noise_grows_with_strength_and_no_noise_preset_has_none():
     assert spread["light"] < spread["standard"] < spread["heavy"]
 
 
-def test_photo_preset_reaches_low_jpeg_quality_and_single_stage_photos(monkeypatch, astronaut):
-    """The photo preset covers JPEG q30-95 (light stops at 62) and sends about half of its
-    draws through one shrink straight to the target size."""
+@pytest.mark.parametrize("name,single_share", [("photo", 0.5), ("snapshot", 0.7)])
+def test_photo_presets_reach_low_jpeg_quality_and_single_stage_photos(
+    monkeypatch, astronaut, name, single_share
+):
+    """The photo presets cover JPEG q30-95 (light stops at 62) and send their share of draws
+    through one shrink straight to the target size."""
     assert PRESETS["light"].first.jpeg_quality[0] > 50
-    assert PRESETS["photo"].first.jpeg_quality == (30, 95)
+    assert PRESETS[name].first.jpeg_quality == (30, 95)
     targets: list[tuple[int, int]] = []
     real_resize = realistic._resize
 
@@ -73,14 +76,26 @@ def test_photo_preset_reaches_low_jpeg_quality_and_single_stage_photos(monkeypat
 
     monkeypatch.setattr(realistic, "_resize", spy)
     single = 0
-    for seed in range(40):
+    draws = 60
+    for seed in range(draws):
         targets.clear()
-        out = degrade_realistic(astronaut[:64, :64], 4, PRESETS["photo"], seed=seed)
+        out = degrade_realistic(astronaut[:64, :64], 4, PRESETS[name], seed=seed)
         assert out.shape == (16, 16, 3)
         single += len(targets) == 1 and targets[0] == (16, 16)
-    assert 10 <= single <= 30
+    assert abs(single / draws - single_share) < 0.2
     flat = np.full((64, 64), 120, np.uint8)
-    assert np.std(degrade_realistic(flat, 4, PRESETS["photo-no-noise"], seed=2)) < 0.5
+    assert np.std(degrade_realistic(flat, 4, PRESETS[f"{name}-no-noise"], seed=2)) < 0.5
+
+
+def test_snapshot_preset_leaves_some_single_round_photos_without_noise():
+    """Noise in 60% of first rounds: of 70% single-round draws, about 28% of all stay clean
+    (a flat image blurred, shrunk and JPEG-compressed stays flat)."""
+    flat = np.full((64, 64), 120, np.uint8)
+    clean = sum(
+        np.std(degrade_realistic(flat, 4, PRESETS["snapshot"], seed=seed)) < 0.1
+        for seed in range(100)
+    )
+    assert 15 <= clean <= 42
 
 
 def test_strength_bounds_and_unknown_names_are_user_errors():

@@ -65,8 +65,9 @@ def test_run_writes_log_checkpoint_and_described_weights(tmp_path, image_folder)
             "model": "real",
             "hyper": {"width": 8, "blocks": 1},
         },
+        {"ema": 0.9, "rescales": [0.5, 1.0]},
     ],
-    ids=["bicubic", "realistic"],
+    ids=["bicubic", "realistic", "average-rescaled"],
 )
 def test_resume_is_bit_for_bit(tmp_path, image_folder, settings):
     straight = Trainer(_config(image_folder, **settings), tmp_path / "straight")
@@ -82,11 +83,52 @@ def test_resume_is_bit_for_bit(tmp_path, image_folder, settings):
         assert torch.equal(a, b)
 
 
+def test_weight_average_is_what_validation_scores_and_the_weights_file_holds(
+    tmp_path, image_folder
+):
+    decay = 0.75
+    trainer = Trainer(_config(image_folder, ema=decay, steps=3, epoch_steps=3), tmp_path)
+    average = [p.detach().clone() for p in trainer.network.parameters()]
+    original = Trainer.train_step
+
+    def step_and_follow(self: Trainer) -> float:
+        loss = original(self)
+        for kept, weight in zip(average, self.network.parameters(), strict=True):
+            kept.mul_(decay).add_(weight.detach(), alpha=1.0 - decay)
+        return loss
+
+    trainer.train_step = step_and_follow.__get__(trainer)
+    trainer.run()
+    trained = [p.detach().clone() for p in trainer.network.parameters()]
+    exported = load_weights_file(tmp_path / WEIGHTS).network.parameters()
+    for expected, got, still in zip(average, exported, trained, strict=True):
+        torch.testing.assert_close(got, expected)
+        assert not torch.equal(got, still)  # training goes on from the trained weights
+    with pytest.raises(SuperresError, match="decay must be in"):
+        Trainer(_config(image_folder, ema=1.0), tmp_path / "never")
+
+
 def test_empty_or_missing_training_folder_is_a_clear_error(tmp_path):
     with pytest.raises(SuperresError, match="no images"):
         Trainer(_config(tmp_path), tmp_path / "run")
     with pytest.raises(SuperresError, match="nowhere: no such file or folder"):
         Trainer(_config(tmp_path / "nowhere"), tmp_path / "run")
+
+
+def test_rescales_keep_shrunk_versions_and_patches_come_from_each(tmp_path, image_folder):
+    from superres.quality.degrade import imresize_matlab
+
+    trainer = Trainer(_config(image_folder, rescales=[0.5, 1.0]), tmp_path)
+    sampler = trainer.sampler
+    for half, full in sampler.pool.values():
+        assert half.shape == (48, 48) and full.shape == (96, 96)
+        expected = np.clip(np.round(imresize_matlab(full.astype(np.float64), scale=0.5)), 0, 255)
+        np.testing.assert_array_equal(half, expected)
+    versions = [sampler._draw().version for _ in range(40)]
+    assert set(versions) == {0, 1}
+    assert np.isfinite(trainer.train_step())
+    with pytest.raises(SuperresError, match="rescale factors"):
+        Trainer(_config(image_folder, rescales=[0.05]), tmp_path / "tiny")
 
 
 def test_memory_is_bounded_by_the_pool(tmp_path, image_folder):
@@ -149,10 +191,31 @@ def test_init_starts_from_trained_weights_and_refuses_another_model(tmp_path, im
     ):
         assert torch.equal(a, b)
     other = _config(
-        image_folder, hyper={"width": 8, "blocks": 2}, init=str(tmp_path / "first" / WEIGHTS)
+        image_folder, hyper={"width": 16, "blocks": 1}, init=str(tmp_path / "first" / WEIGHTS)
     )
     with pytest.raises(SuperresError, match="cannot start from it"):
         Trainer(other, tmp_path / "c")
+
+
+def test_init_deepens_a_compact_model_without_changing_what_it_computes(tmp_path, image_folder):
+    """More residual blocks from a shallower run: the new ones start as identities, so the
+    deeper network is the trained function, and it trains on from there."""
+    Trainer(_config(image_folder), tmp_path / "shallow").run()
+    shallow = load_weights_file(tmp_path / "shallow" / WEIGHTS).network.eval()
+    deep_config = _config(
+        image_folder, hyper={"width": 8, "blocks": 3}, init=str(tmp_path / "shallow" / WEIGHTS)
+    )
+    deep = Trainer(deep_config, tmp_path / "deep")
+    assert deep.fresh_tensors == [] and len(deep.network.body) == 4
+    low_res = torch.rand(1, 1, 20, 17, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(deep.network.eval()(low_res), shallow(low_res))
+    deep.network.train()
+    assert np.isfinite(deep.train_step())
+    Trainer(_config(image_folder, hyper={"width": 8, "blocks": 3}), tmp_path / "three").run()
+    shallower = _config(image_folder, init=str(tmp_path / "three" / WEIGHTS))
+    with pytest.raises(SuperresError, match="cannot start from it"):
+        Trainer(shallower, tmp_path / "fewer")
 
 
 def test_init_from_another_scale_takes_the_features_and_starts_the_tail_fresh(
@@ -353,6 +416,32 @@ def test_cli_off_a_terminal_prints_progress_lines(tmp_path, image_folder):
     lines = result.output.splitlines()
     assert any(line.startswith("step 1/4: loss ") for line in lines)
     assert any(line.startswith("epoch 1: step 2, loss ") for line in lines)
+
+
+def test_cli_hyper_sets_the_architecture_and_refuses_malformed_settings(tmp_path, image_folder):
+    run = tmp_path / "run"
+    result = _cli(*_train_args(image_folder, run, "--hyper", "width=6", "--hyper", "blocks=2"))
+    assert result.exit_code == 0, result.output
+    assert json.loads(load_weights_file(run / WEIGHTS).metadata["hyper"]) == {
+        "width": 6,
+        "blocks": 2,
+    }
+    for bad in ("blocks", "blocks=two", "=3"):
+        refused = _cli(*_train_args(image_folder, tmp_path / bad, "--hyper", bad))
+        assert refused.exit_code != 0 and "--hyper" in str(refused.exception), bad
+    unknown = _cli(*_train_args(image_folder, tmp_path / "unknown", "--hyper", "depth=3"))
+    assert unknown.exit_code != 0 and "depth" in str(unknown.exception)
+
+
+def test_cli_rescale_takes_factors_and_refuses_anything_else(tmp_path, image_folder):
+    run = tmp_path / "run"
+    result = _cli(*_train_args(image_folder, run, "--rescale", "0.5,1"))
+    assert result.exit_code == 0, result.output
+    saved = json.loads(torch.load(run / CHECKPOINT, weights_only=True)["config"])
+    assert saved["rescales"] == [0.5, 1.0]
+    for bad, message in [("0.5,big", "--rescale takes numbers"), ("2", "rescale factors")]:
+        refused = _cli(*_train_args(image_folder, tmp_path / "bad", "--rescale", bad))
+        assert refused.exit_code != 0 and message in str(refused.exception), bad
 
 
 def test_cli_a_fresh_run_needs_model_scale_and_data(tmp_path):

@@ -37,7 +37,7 @@ from superres.apps.web.server import (
 )
 from superres.engine.inference import Upscaler
 from superres.errors import SuperresError
-from superres.imageio.files import encode_image
+from superres.imageio.files import encode_image, read_image_bytes
 from superres.models import create_model, save_weights
 from superres.models.complexity import multiply_adds_per_output_pixel
 from superres.models.registry import pair_for_denoise
@@ -400,6 +400,19 @@ def test_probe_of_a_palette_image_allows_for_alpha(photo) -> None:
     buffer = io.BytesIO()
     Image.fromarray(photo).quantize(16).save(buffer, "PNG")
     assert probe_upload(buffer.getvalue(), "p.png", 10**6) == Probe(80, 72, 4, 1)
+
+
+def test_probe_of_a_deep_avif_counts_the_16_bits_it_is_decoded_to(monkeypatch) -> None:
+    """Pillow opens a 10-bit AVIF as 8-bit RGB, but imagecodecs decodes it to uint16: 2 bytes a
+    sample, as decoding gives; without imagecodecs it is read, and counted, at 8 bits."""
+    imagecodecs = pytest.importorskip("imagecodecs")
+    samples = np.linspace(0, 1023, 6 * 5 * 3).reshape(6, 5, 3).astype(np.uint16)
+    upload = bytes(imagecodecs.avif_encode(samples, level=90, bitspersample=10))
+    assert probe_upload(upload, "deep.avif", 1000) == Probe(5, 6, 3, 2)
+    assert read_image_bytes(upload, "deep.avif").pixels.dtype == np.uint16
+    monkeypatch.setitem(sys.modules, "imagecodecs", None)
+    assert probe_upload(upload, "deep.avif", 1000) == Probe(5, 6, 3, 1)
+    assert read_image_bytes(upload, "deep.avif").pixels.dtype == np.uint8
 
 
 def test_probe_refuses_with_the_decoders_reason(photo) -> None:

@@ -12,7 +12,7 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import click
 import numpy as np
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
     from superres.engine.batch import FileSummary, Job
     from superres.engine.ray_executor import WorkerSettings
+    from superres.models.registry import Architecture
 
 # Typer 0.29+ parses with its own copy of click; older ones with click itself.
 _click = getattr(typer.core, "_click", click)
@@ -347,8 +348,36 @@ def train_command(
     ] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP, metavar="DEVICE")] = "auto",
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all).")] = None,
+    ema: Annotated[
+        float | None,
+        typer.Option(
+            help="Validate and export a moving average of the weights with this decay, e.g. "
+            "0.999 as Real-ESRGAN [0: the weights as trained].",
+            metavar="DECAY",
+        ),
+    ] = None,
+    rescale: Annotated[
+        str | None,
+        typer.Option(
+            help="Scale augmentation: patches also come from each image shrunk by these "
+            "factors, e.g. 0.6,0.7,0.8,0.9,1 (VDSR's and IDN's recipe) [1].",
+            metavar="LIST",
+        ),
+    ] = None,
+    hyper: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An architecture setting, KEY=VALUE (repeatable), e.g. blocks=16; "
+            "`superres models` lists each model's.",
+            metavar="KEY=VALUE",
+        ),
+    ] = None,
     init: Annotated[
-        Path | None, typer.Option(help="Start from these weights (fine-tuning a trained model).")
+        Path | None,
+        typer.Option(
+            help="Start from these weights (fine-tuning a trained model; a compact model may "
+            "start from a shallower one: the new blocks begin as identities)."
+        ),
     ] = None,
     resume: Annotated[
         bool,
@@ -391,12 +420,40 @@ def train_command(
         "seed": seed,
         "precision": precision,
         "init": str(init) if init else None,
+        "hyper": _hyper_settings(hyper) if hyper else None,
+        "rescales": _factors(rescale) if rescale else None,
+        "ema": ema,
         "degradation": degradation,
         "degradation_preset": preset,
         "val_track": val_track,
     }
     options = {key: value for key, value in given.items() if value is not None}
     run_training(options, output, resume, device, threads, out, err)
+
+
+def _hyper_settings(items: list[str]) -> dict[str, Any]:
+    """``["blocks=16", "residual=true"]`` -> ``{"blocks": 16, "residual": True}`` (JSON values;
+    the registry checks names and bounds)."""
+    settings = {}
+    for item in items:
+        key, sign, text = item.partition("=")
+        if not sign or not key.strip():
+            raise SuperresError(f"--hyper takes KEY=VALUE, got {item!r}")
+        try:
+            settings[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            raise SuperresError(
+                f"--hyper {key.strip()}: {text!r} is not a number, list or flag"
+            ) from None
+    return settings
+
+
+def _factors(value: str) -> list[float]:
+    """``"0.6,0.8,1"`` -> ``[0.6, 0.8, 1.0]``; anything else is one line."""
+    try:
+        return [float(item) for item in _split_list(value)]
+    except ValueError:
+        raise SuperresError(f"--rescale takes numbers separated by commas, got {value!r}") from None
 
 
 def _split_list(value: str) -> list[str]:
@@ -877,7 +934,12 @@ def models_command(
     import torch
 
     from superres.engine.runtime import resolve_runtime
-    from superres.models.registry import ALIASES, shipped_models, stray_weight_files
+    from superres.models.registry import (
+        ALIASES,
+        ARCHITECTURES,
+        shipped_models,
+        stray_weight_files,
+    )
 
     rows = []
     unreadable: list[str] = []
@@ -899,10 +961,34 @@ def models_command(
     # "auto runs": the precision and tile (and backend, when not PyTorch) auto picks here.
     columns = ["model", "scale", "parameters", "file", "val PSNR dB", "steps", "auto runs"]
     out.print(rich_table("shipped models", columns, rows))
+    out.print(
+        rich_table(
+            "architectures (train --model NAME --hyper KEY=VALUE)",
+            ["model", "settings (default: allowed)", "what it is"],
+            [
+                [name, _settings_label(arch), arch.description]
+                for name, arch in sorted(ARCHITECTURES.items())
+            ],
+        )
+    )
     for path in stray_weight_files():
         err.print(f"ignored {path}: not named NAME-xSCALE.safetensors", highlight=False)
     for reason in unreadable:
         err.print(f"ignored {reason}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _settings_label(arch: Architecture) -> str:
+    """``blocks=8: a whole number from 0 to 64`` lines (``=default`` where the registry sets
+    one; else the paper's): what ``--hyper`` may set."""
+    return (
+        "\n".join(
+            key
+            + (f"={json.dumps(arch.hyper[key])}" if key in arch.hyper else "")
+            + f": {bound.describe()}"
+            for key, bound in arch.bounds.items()
+        )
+        or "-"
+    )
 
 
 def _describe_model_file(file: Path, target: Path | None, allow_torchscript: bool) -> None:

@@ -191,7 +191,7 @@ def upscale_file(
     with naming(job.source):
         result = upscaler.upscale(image.pixels, outscale, progress)
     write_image(job.target, result, icc_profile=image.icc_profile, exif=image.exif, quality=quality)
-    notes = [*image.notes, *format_notes(job.target, result, image.icc_profile)]
+    notes = [*image.notes, *format_notes(job.target, result, image.icc_profile, image.exif)]
     return FileSummary(1, (result.shape[1], result.shape[0]), notes)
 
 

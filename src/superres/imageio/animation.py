@@ -12,7 +12,6 @@ animation plays exactly the same, with fewer frames.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +23,9 @@ import numpy as np
 from PIL import Image
 
 from superres.errors import ImageReadError, ImageTooLargeError, ImageWriteError
-from superres.imageio.files import DEFAULT_MAX_PIXELS, _opencv_source, pixels_from_pil
+from superres.imageio.deep import opencv_layout
+from superres.imageio.files import DEFAULT_MAX_PIXELS, pixels_from_pil
+from superres.imageio.messages import one_line
 
 # Extensions only animations use; PNG, WebP and TIFF files are images unless they hold several
 # frames (see :func:`is_animation`).
@@ -67,10 +68,6 @@ def is_animation(path: Path) -> bool:
         return False
 
 
-def _one_line(error: BaseException) -> str:
-    return re.sub(r"\s+", " ", str(error)).strip() or type(error).__name__
-
-
 def _plays(image: Image.Image) -> int:
     """How many times the animation plays, 0 for forever, in one meaning for every format."""
     loop = image.info.get("loop")
@@ -95,7 +92,7 @@ def open_animation(
     except Image.UnidentifiedImageError:
         raise ImageReadError(f"{path}: not a GIF, PNG, WebP or TIFF image") from None
     except Exception as error:
-        raise ImageReadError(f"{path}: cannot read ({_one_line(error)})") from error
+        raise ImageReadError(f"{path}: cannot read ({one_line(error)})") from error
     with image:
         width, height = image.size
         if max_pixels is not None and width * height > max_pixels:
@@ -117,7 +114,7 @@ def open_animation(
                         f"{path}: page {index + 1} is {image.width}x{image.height}, over the "
                         f"limit of {max_pixels:,} pixels"
                     )
-                if _opencv_source(image, header) is not None:
+                if opencv_layout(image, header) is not None:
                     raise ImageReadError(
                         f"{path}: frame {index + 1} is 16-bit colour, which is kept only in "
                         "single images; save the frames or pages as separate files"
@@ -130,7 +127,7 @@ def open_animation(
             raise
         except Exception as error:
             raise ImageReadError(
-                f"{path}: corrupt or truncated frames ({_one_line(error)})"
+                f"{path}: corrupt or truncated frames ({one_line(error)})"
             ) from error
         animation = Animation(
             image.format or "GIF",
@@ -151,7 +148,7 @@ def _frames(path: Path, image: Image.Image, count: int) -> Iterator[np.ndarray]:
             raise ImageReadError(f"{path}: frame {index + 1}: {error}") from error
         except Exception as error:
             raise ImageReadError(
-                f"{path}: frame {index + 1} is corrupt ({_one_line(error)})"
+                f"{path}: frame {index + 1} is corrupt ({one_line(error)})"
             ) from error
 
 
@@ -219,5 +216,5 @@ def write_animation(
     try:
         first.save(path, format=fmt, **options)
     except (OSError, ValueError) as error:
-        raise ImageWriteError(f"{label}: cannot write ({_one_line(error)})") from error
+        raise ImageWriteError(f"{label}: cannot write ({one_line(error)})") from error
     return first.size

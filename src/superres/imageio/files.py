@@ -7,7 +7,16 @@ and 16-bit grey+alpha on read): Pillow has no 16-bit colour modes, so it silentl
 AVIF is Pillow's own. HEIC/HEIF (pillow-heif) and JPEG XL (pillow-jxl-plugin) come with the
 ``formats`` extra and are registered with Pillow only when such a file is met or asked for;
 10/12-bit HEIC is read and written through pillow-heif itself, for the same reason as OpenCV
-above (its Pillow plugin hands Pillow 8 bits).
+above (its Pillow plugin hands Pillow 8 bits). So are AVIF and JPEG XL above 8 bits, through
+imagecodecs (also in the extra): Pillow's AVIF and pillow-jxl-plugin's colour are 8-bit. Pillow
+still reads their metadata (EXIF, ICC profile, orientation); without imagecodecs such a file is
+read at 8 bits, with a remark saying so.
+
+This module is the public API and picks the codec for each file; the code behind the formats
+Pillow cannot do whole is beside it: :mod:`~superres.imageio.deep` (the decoders and encoders
+that keep more than 8 bits), :mod:`~superres.imageio.bmff` (the HEIF/AVIF container),
+:mod:`~superres.imageio.jxl` (JPEG XL's headers), :mod:`~superres.imageio.exif` (EXIF) and
+:mod:`~superres.imageio.srgb` (colours turned to sRGB for the formats that take no ICC profile).
 
 Every read failure is an :class:`ImageReadError` and every write failure an
 :class:`ImageWriteError`, each one line that names the file, so the CLI can report it as is.
@@ -18,10 +27,8 @@ from __future__ import annotations
 import os
 import re
 import stat
-import struct
 import threading
 import warnings
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -31,7 +38,7 @@ from typing import BinaryIO
 
 import cv2
 import numpy as np
-from PIL import ExifTags, Image, ImageCms, ImageOps, features
+from PIL import Image, ImageOps, features
 
 from superres.atomic import create_temporary
 from superres.errors import (
@@ -43,6 +50,27 @@ from superres.errors import (
 )
 from superres.extras import require
 from superres.imageio.alpha import has_alpha
+from superres.imageio.deep import (
+    avif_encoder,
+    deep_sample_bits,
+    heif_encoder,
+    heif_pixels,
+    imagecodecs_for,
+    imagecodecs_pixels,
+    jxl_encoder,
+    opencv_16_bit_encoder,
+    opencv_layout,
+    opencv_pixels,
+)
+from superres.imageio.exif import (
+    EXIF_HEADER,
+    ORIENTATION,
+    exif_with_orientation_reset,
+    tiff_exif,
+)
+from superres.imageio.jxl import jxl_size
+from superres.imageio.messages import one_line
+from superres.imageio.srgb import is_srgb, srgb_conversion, to_srgb
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -51,6 +79,7 @@ __all__ = [
     "ImageReadError",
     "ImageWriteError",
     "OUTPUT_FORMATS",
+    "deep_bit_depth",
     "encode_image",
     "find_images",
     "format_notes",
@@ -124,11 +153,16 @@ _FORMAT_LIST = ", ".join(OUTPUT_FORMATS)
 # Largest side each encoder accepts; checked up front for a clear message instead of a codec error.
 # AVIF: libavif refuses to decode a side over 32768 by default, so a larger file is unreadable.
 ENCODER_MAX_SIDE = {"JPEG": 65_535, "WEBP": 16_383, "AVIF": 32_768}
-# Encoders that keep 16-bit samples (HEIF as 10 bits, see _heif_encoder); JXL only for grey
-# (pillow-jxl-plugin writes 16 bits from mode I;16 alone). Others get round(x / 257).
-_SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF", "HEIF"})
-# Encoders that cannot embed an ICC profile here: BMP, and pillow-jxl-plugin, which always
-# writes JPEG XL's own sRGB colour encoding.
+# Encoders that keep 16-bit samples: HEIF and AVIF as 10 bits (see heif_encoder and
+# avif_encoder), JPEG XL whole. AVIF and JPEG XL go through imagecodecs (the `formats` extra),
+# without which AVIF gets 8 bits and JPEG XL keeps 16 for grey alone (pillow-jxl-plugin writes
+# 16 bits from mode I;16 only). Others get round(x / 257).
+_SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF", "HEIF", "AVIF", "JXL"})
+_IMAGECODECS_FORMATS = frozenset({"AVIF", "JXL"})
+_FORMATS_EXTRA = "the 'formats' extra: pip install 'superres[formats]'"  # as extras.require says
+# Encoders that cannot embed an ICC profile here: BMP, and JPEG XL, whose encoders here
+# (pillow-jxl-plugin, imagecodecs) always write JPEG XL's own sRGB colour encoding. Pixels in
+# another profile are converted to sRGB for them (see superres.imageio.srgb), where LittleCMS can.
 _NO_ICC_FORMATS = frozenset({"BMP", "JXL"})
 # Each encoder's option for full-resolution chroma, used from quality 90 on.
 _FULL_CHROMA = {
@@ -136,13 +170,6 @@ _FULL_CHROMA = {
     "AVIF": ("subsampling", "4:4:4"),
     "HEIF": ("chroma", 444),
 }
-
-_EXIF_HEADER = b"Exif\x00\x00"
-_ORIENTATION = ExifTags.Base.Orientation
-_BITS_PER_SAMPLE = 258
-_PHOTOMETRIC = 262
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_IDAT_SIZE = 1 << 20
 
 _PIXEL_LIMIT_LOCK = threading.Lock()
 
@@ -204,10 +231,10 @@ def _read_errors(path: Path) -> Iterator[None]:
     except SuperresError:  # already one line: a read error, or the extra to install
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageTooLargeError(f"{path}: too many pixels ({_one_line(error)})") from error
+        raise ImageTooLargeError(f"{path}: too many pixels ({one_line(error)})") from error
     except Exception as error:  # a decoder bug or odd file must still be one clean line
         raise ImageReadError(
-            f"{path}: cannot read image ({type(error).__name__}: {_one_line(error)})"
+            f"{path}: cannot read image ({type(error).__name__}: {one_line(error)})"
         ) from error
 
 
@@ -220,6 +247,18 @@ def image_size(path: str | Path) -> tuple[int, int]:
         file.seek(0)
         with _open_with_pillow(path, file, DEFAULT_MAX_PIXELS, codec) as image:
             return image.size
+
+
+def deep_bit_depth(image: Image.Image, file: BinaryIO) -> int:
+    """16 where :func:`read_image` keeps more than the 8 bits per sample that Pillow reports for
+    an AVIF or JPEG XL it opened from ``file`` (a still image whose headers give 10 to 16 bits,
+    imagecodecs installed to decode it whole), else 8: :attr:`ImageData.bit_depth` to be, told
+    from the headers alone, for callers that plan before they decode. Other formats show their
+    depth in ``image`` itself (mode or tiles; ``info["bit_depth"]`` for HEIF)."""
+    if image.format not in _IMAGECODECS_FORMATS:
+        return 8
+    bits, still = deep_sample_bits(image, file)
+    return 16 if bits > 8 and still and imagecodecs_for(image.format) else 8
 
 
 def load_pixels(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -242,27 +281,43 @@ def _decode(path: Path, file: BinaryIO, max_pixels: int | None) -> ImageData:
                 f"{max_pixels:,} (max_pixels)"
             )
         deep_heif = codec == "HEIF" and image.info.get("bit_depth", 8) > 8
-        if not deep_heif:  # pillow-heif decodes that itself, below
+        deep_bits, still = (
+            deep_sample_bits(image, file) if codec in _IMAGECODECS_FORMATS else (8, True)
+        )
+        imagecodecs = imagecodecs_for(codec) if deep_bits > 8 and still else None
+        if not (deep_heif or imagecodecs):  # those are decoded below, by their own libraries
             with _decoding(path, width, height):
                 image.load()
         icc_profile = image.info.get("icc_profile") or None
-        raw_exif = image.info.get("exif") or _tiff_exif(image)
-        exif = _exif_with_orientation_reset(raw_exif) if raw_exif else None
+        raw_exif = image.info.get("exif") or tiff_exif(image)
+        exif = exif_with_orientation_reset(raw_exif) if raw_exif else None
         source_format = image.format or "unknown"
-        opencv_source = _opencv_source(image, header)
+        opencv_source = opencv_layout(image, header)
         if deep_heif:
             with _decoding(path, width, height):
-                pixels = _heif_pixels(file, image.tell())
+                pixels = heif_pixels(file, image.tell())
+        elif imagecodecs is not None:
+            file.seek(0)
+            with _decoding(path, width, height):
+                pixels = imagecodecs_pixels(imagecodecs, codec, file.read(), deep_bits)
+                if pixels.shape[:2] != (height, width):  # Pillow's size, before irot/imir
+                    raise ValueError(f"imagecodecs decoded {pixels.shape[1]}x{pixels.shape[0]}")
+            if codec == "AVIF":  # libavif leaves irot/imir to the caller, as Pillow does
+                orientation = image.getexif().get(ORIENTATION, 1)
+                pixels = np.ascontiguousarray(_apply_orientation(pixels, orientation))
         elif opencv_source is None:
             upright = image if _decoder_orients(image) else ImageOps.exif_transpose(image)
             pixels = _pillow_pixels(str(path), upright)
         else:
-            orientation = image.getexif().get(_ORIENTATION, 1)
+            orientation = image.getexif().get(ORIENTATION, 1)
             file.seek(0)
             grey = opencv_source == "grey+alpha"
-            pixels = _opencv_pixels(path, file.read(), image.size, grey=grey)
+            pixels = opencv_pixels(path, file.read(), image.size, grey=grey)
             pixels = np.ascontiguousarray(_apply_orientation(pixels, orientation))
         notes = _left_behind(image)
+        if deep_bits > 8 and imagecodecs is None and pixels.dtype == np.uint8:
+            why = f"reading them whole needs {_FORMATS_EXTRA}" if still else "an animation"
+            notes.append(f"its {deep_bits}-bit samples are read as 8 bits ({why})")
     return ImageData(
         pixels=pixels, icc_profile=icc_profile, exif=exif, format=source_format, notes=notes
     )
@@ -279,7 +334,7 @@ def _decoding(path: Path, width: int, height: int) -> Iterator[None]:
         ) from None
     except Exception as error:
         raise ImageReadError(
-            f"{path}: corrupt or truncated image data ({_one_line(error)})"
+            f"{path}: corrupt or truncated image data ({one_line(error)})"
         ) from error
 
 
@@ -343,19 +398,6 @@ def _decoder_orients(image: Image.Image) -> bool:
     return image.format == "JXL" and not getattr(image, "jpeg", False)
 
 
-def _heif_pixels(file: BinaryIO, index: int) -> np.ndarray:
-    """A 10/12-bit HEIF image at full depth, scaled to the full uint16 range (image ``index``,
-    the primary one): pillow-heif's Pillow plugin would hand over 8 bits."""
-    import pillow_heif  # registered by _require_codec already
-
-    file.seek(0)
-    heif = pillow_heif.open_heif(file, convert_hdr_to_8bit=False)[index]
-    bits = heif.info["bit_depth"]
-    samples = np.asarray(heif).astype(np.uint32) >> (16 - bits)  # pillow-heif shifts left
-    top = (1 << bits) - 1
-    return ((samples * 65535 + top // 2) // top).astype(np.uint16)
-
-
 def _left_behind(image: Image.Image) -> list[str]:
     """Remarks on what a still image's file holds besides the picture upscaled."""
     notes = []
@@ -373,7 +415,7 @@ def _check_jxl_size(path: Path, file: BinaryIO, max_pixels: int | None) -> None:
     image as it opens it, before Pillow could tell its size."""
     if max_pixels is None:
         return
-    size = _jxl_size(file.read())
+    size = jxl_size(file.read())
     file.seek(0)
     if size is not None and size[0] * size[1] > max_pixels:
         width, height = size
@@ -381,60 +423,6 @@ def _check_jxl_size(path: Path, file: BinaryIO, max_pixels: int | None) -> None:
             f"{path}: {width}x{height} = {width * height:,} pixels, over the limit of "
             f"{max_pixels:,} (max_pixels)"
         )
-
-
-# JPEG XL's SizeHeader: a 2-bit selector picks how many bits hold a side less one.
-_JXL_SIDE_BITS = (9, 13, 18, 30)
-_JXL_RATIOS = {1: (1, 1), 2: (12, 10), 3: (4, 3), 4: (3, 2), 5: (16, 9), 6: (5, 4), 7: (2, 1)}
-_JXL_HEAD_BYTES = 12
-
-
-def _jxl_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG XL codestream's SizeHeader (ISO 18181-1), bare or in its
-    container's jxlc/jxlp box; None where it cannot be found (the decoder then reports)."""
-    codestream = _jxl_codestream_head(data)
-    if codestream is None or not codestream.startswith(b"\xff\x0a"):
-        return None
-    bits = int.from_bytes(codestream[2:], "little")  # fields are packed from the low bit
-
-    def take(count: int) -> int:
-        nonlocal bits
-        value = bits & ((1 << count) - 1)
-        bits >>= count
-        return value
-
-    def side(small: int) -> int:
-        return 8 * (take(5) + 1) if small else take(_JXL_SIDE_BITS[take(2)]) + 1
-
-    small = take(1)  # both sides multiples of 8, up to 256
-    height = side(small)
-    ratio = take(3)
-    if ratio == 0:
-        return side(small), height
-    numerator, denominator = _JXL_RATIOS[ratio]
-    return height * numerator // denominator, height
-
-
-def _jxl_codestream_head(data: bytes) -> bytes | None:
-    """The first bytes of a JPEG XL file's codestream, enough for its SizeHeader (at most 68
-    bits after the signature): the file's own, or those of its first jxlc or jxlp box (a jxlp
-    payload starts with a 4-byte sequence number)."""
-    if data.startswith(b"\xff\x0a"):
-        return data[:_JXL_HEAD_BYTES]
-    offset = 0
-    while offset + 8 <= len(data):
-        size, kind = struct.unpack_from(">I4s", data, offset)
-        start = offset + 8
-        if size == 1 and offset + 16 <= len(data):  # a 64-bit size follows
-            (size,) = struct.unpack_from(">Q", data, start)
-            start += 8
-        if kind in (b"jxlc", b"jxlp"):
-            start += 4 if kind == b"jxlp" else 0
-            return data[start : start + _JXL_HEAD_BYTES]
-        if size < start - offset:  # 0 (to the end of the file) or malformed: no codestream
-            return None
-        offset += size
-    return None
 
 
 def _check_is_readable_file(path: Path) -> None:
@@ -482,7 +470,7 @@ def _open_with_pillow(
                 raise NotAnImageError(
                     f"{path}: not an image, or not a supported format ({supported})"
                 ) from None
-            raise ImageReadError(f"{path}: corrupt image header ({_one_line(error)})") from error
+            raise ImageReadError(f"{path}: corrupt image header ({one_line(error)})") from error
     with image:
         yield image
 
@@ -505,46 +493,6 @@ def _pillow_pixel_limit(max_pixels: int | None) -> Iterator[None]:
             yield
         finally:
             Image.MAX_IMAGE_PIXELS = saved
-
-
-def _opencv_source(image: Image.Image, header: bytes) -> str | None:
-    """None if Pillow decodes this losslessly, else the 16-bit layout: "colour" or "grey+alpha".
-
-    Pillow reports these as 8-bit RGB/RGBA, so the bit depth comes from the PNG header
-    (IHDR) or the TIFF BitsPerSample tag.
-    """
-    if image.format == "PNG" and len(header) >= 26:
-        bit_depth, colour_type = header[24], header[25]
-        if bit_depth == 16 and colour_type in (2, 4, 6):  # RGB, grey+alpha, RGBA
-            return "grey+alpha" if colour_type == 4 else "colour"
-    if image.format == "TIFF" and image.mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        bits = image.tag_v2.get(_BITS_PER_SAMPLE, 8)
-        bits = bits if isinstance(bits, tuple) else (bits,)
-        if max(bits, default=8) > 8:
-            grey = image.tag_v2.get(_PHOTOMETRIC) in (0, 1)  # min-is-white / min-is-black
-            return "grey+alpha" if grey else "colour"
-    return None
-
-
-def _opencv_pixels(path: Path, data: bytes, size: tuple[int, int], *, grey: bool) -> np.ndarray:
-    """16-bit colour through OpenCV, which keeps all 16 bits (BGR order turned into RGB).
-
-    imdecode rather than imread: same decoder, but it works for any file name on every OS.
-    """
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    width, height = size
-    if pixels is None or pixels.shape[:2] != (height, width):
-        raise ImageReadError(f"{path}: OpenCV could not decode this 16-bit image")
-    if pixels.ndim == 3 and pixels.shape[2] == 1:
-        pixels = pixels[..., 0]
-    if pixels.ndim == 2:
-        return np.ascontiguousarray(pixels)
-    if grey and pixels.shape[2] == 4:  # OpenCV expands grey+alpha to BGRA (B = G = R = grey)
-        return np.ascontiguousarray(pixels[..., [0, 3]])
-    if pixels.shape[2] == 2:
-        return np.ascontiguousarray(pixels)
-    code = cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB
-    return cv2.cvtColor(pixels, code)
 
 
 def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
@@ -578,7 +526,7 @@ def pixels_from_pil(image: Image.Image) -> np.ndarray:
     except ImageReadError:
         raise
     except Exception as error:  # e.g. a lazily opened file that turns out truncated
-        raise ImageReadError(f"PIL image: cannot decode ({_one_line(error)})") from error
+        raise ImageReadError(f"PIL image: cannot decode ({one_line(error)})") from error
 
 
 def _pillow_pixels(name: str, image: Image.Image) -> np.ndarray:
@@ -625,56 +573,9 @@ def _float_to_integer(values: np.ndarray) -> np.ndarray:
     return np.round(np.clip(clean, 0.0, top)).astype(dtype)
 
 
-# TIFF keeps its EXIF among the tags that lay out its own pixels; those must not travel.
-_TIFF_LAYOUT_TAGS = frozenset(
-    {256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 338, 339, 340, 341, 34675}
-)
-
-
-def _tiff_exif(image: Image.Image) -> bytes | None:
-    """Photo metadata of a TIFF (Pillow fills ``info['exif']`` only for other formats)."""
-    if image.format != "TIFF":
-        return None
-    exif = image.getexif()
-    for tag in _TIFF_LAYOUT_TAGS & set(exif):
-        del exif[tag]
-    return exif.tobytes() if len(exif) else None
-
-
-def _exif_with_orientation_reset(exif: bytes) -> bytes:
-    """EXIF with the "Exif\\0\\0" prefix and Orientation patched to 1 in place.
-
-    Patched in the raw bytes rather than rebuilt with Pillow, so maker notes and any
-    offsets into them survive untouched.
-    """
-    if not exif.startswith(_EXIF_HEADER):
-        exif = _EXIF_HEADER + exif
-    start = len(_EXIF_HEADER)
-    byte_order = {b"II": "<", b"MM": ">"}.get(exif[start : start + 2])
-    if byte_order is None:
-        return exif
-    try:
-        (first_ifd,) = struct.unpack_from(byte_order + "I", exif, start + 4)
-        (count,) = struct.unpack_from(byte_order + "H", exif, start + first_ifd)
-        for index in range(count):
-            entry = start + first_ifd + 2 + 12 * index
-            tag, kind, number = struct.unpack_from(byte_order + "HHI", exif, entry)
-            if tag == _ORIENTATION and kind == 3 and number == 1:  # one SHORT, stored inline
-                patched = bytearray(exif)
-                struct.pack_into(byte_order + "H", patched, entry + 8, 1)
-                return bytes(patched)
-    except struct.error:  # a malformed IFD: pass the bytes on as they are
-        pass
-    return exif
-
-
-def _one_line(error: BaseException) -> str:
-    return re.sub(r"\s+", " ", str(error)).strip() or type(error).__name__
-
-
 def _first_sentence(error: BaseException) -> str:
     """The gist of a codec's message: libjxl's, through its plugin, goes on with build advice."""
-    return re.split(r"(?<=\.) ", _one_line(error))[0]
+    return re.split(r"(?<=\.) ", one_line(error))[0]
 
 
 # -------------------------------------------------------------------------------------- write
@@ -692,12 +593,15 @@ def write_image(
     """Write ``pixels`` in the format named by the extension, atomically; return the path.
 
     The file appears complete or not at all: it is written to a hidden ``.part`` file in the
-    same folder, synced, then renamed over the target. PNG and TIFF keep 16 bits, HEIC 10
-    and JPEG XL 16 for grey; JPEG, WebP, BMP, AVIF and colour JPEG XL get 8 (``round(x / 257)``,
-    see :func:`format_notes`). JPEG and BMP drop alpha. ``quality`` is for JPEG, WebP, AVIF,
-    HEIC and JPEG XL. The ICC profile and EXIF are written to PNG, JPEG, WebP, TIFF, AVIF and
-    HEIC (JPEG XL: EXIF only), except to 16-bit colour TIFF (OpenCV cannot). 16-bit grey+alpha
-    TIFF is written as 16-bit RGBA, grey+alpha HEIC and AVIF as RGBA.
+    same folder, synced, then renamed over the target. PNG, TIFF and JPEG XL keep 16 bits,
+    HEIC and AVIF 10; JPEG, WebP and BMP get 8 (``round(x / 257)``, see :func:`format_notes`),
+    and so do AVIF and JPEG XL (but grey) without imagecodecs. JPEG and BMP drop alpha.
+    ``quality`` is for JPEG, WebP, AVIF, HEIC and JPEG XL (100: lossless for 16-bit JPEG XL).
+    The ICC profile and EXIF are written to PNG, JPEG, WebP, TIFF, AVIF and HEIC (JPEG XL: EXIF
+    only), except to 16-bit colour TIFF (OpenCV cannot); for JPEG XL and BMP, read as sRGB, the
+    pixels are converted to sRGB from another profile (see format_notes). 16-bit grey+alpha
+    TIFF is written as 16-bit RGBA, grey+alpha HEIC and AVIF as RGBA (and 16-bit grey AVIF as
+    RGB).
     """
     target = Path(path)
     fmt = _format_for(target, quality)
@@ -710,7 +614,7 @@ def write_image(
         target.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = create_temporary(target)
     except OSError as error:
-        raise ImageWriteError(f"{target}: cannot write ({_one_line(error)})") from error
+        raise ImageWriteError(f"{target}: cannot write ({one_line(error)})") from error
     try:
         with os.fdopen(descriptor, "wb") as file:
             encode(file)
@@ -721,7 +625,7 @@ def write_image(
         with suppress(OSError):
             temporary.unlink(missing_ok=True)
         if isinstance(error, OSError | cv2.error):
-            raise ImageWriteError(f"{target}: cannot write ({_one_line(error)})") from error
+            raise ImageWriteError(f"{target}: cannot write ({one_line(error)})") from error
         raise
     return target
 
@@ -747,7 +651,7 @@ def encode_image(
     try:
         encode(buffer)
     except (OSError, cv2.error) as error:
-        raise ImageWriteError(f"{target}: cannot encode ({_one_line(error)})") from error
+        raise ImageWriteError(f"{target}: cannot encode ({one_line(error)})") from error
     return buffer.getvalue()
 
 
@@ -767,35 +671,47 @@ def _format_for(target: Path, quality: int) -> str:
     return fmt
 
 
-def format_notes(path: str | Path, pixels: np.ndarray, icc_profile: bytes | None) -> list[str]:
+def format_notes(
+    path: str | Path, pixels: np.ndarray, icc_profile: bytes | None, exif: bytes | None = None
+) -> list[str]:
     """What writing ``pixels`` to ``path`` (its extension names the format) cannot keep, one
     remark each, for the note lines of a batch: the written file degrades, it is not refused."""
     fmt = _WRITE_FORMATS.get(Path(path).suffix.lower())
     label = _LABELS.get(fmt, fmt)
     notes = []
     if pixels.dtype == np.uint16 and not _keeps_16_bits(fmt, pixels):
-        notes.append(f"16-bit samples written as 8-bit ({label} holds 8 here)")
-    if icc_profile and fmt in _NO_ICC_FORMATS and not _is_srgb(icc_profile):
-        notes.append(f"ICC profile not carried ({label} is written without one: sRGB is assumed)")
+        if fmt in _IMAGECODECS_FORMATS:  # imagecodecs is missing
+            notes.append(
+                f"16-bit samples written as 8-bit ({label} above 8 bits needs {_FORMATS_EXTRA})"
+            )
+        else:
+            notes.append(f"16-bit samples written as 8-bit ({label} holds 8 here)")
+    if icc_profile and fmt in _NO_ICC_FORMATS and not is_srgb(icc_profile):
+        source = srgb_conversion(icc_profile, pixels)
+        if source is not None:  # see _encoder
+            notes.append(
+                f"colours converted from {source} to sRGB "
+                f"({label} is written without an ICC profile here)"
+            )
+        else:
+            notes.append(
+                f"ICC profile not carried ({label} is written without one: sRGB is assumed)"
+            )
+    if fmt == "TIFF" and pixels.dtype == np.uint16 and pixels.ndim == 3:
+        if exif:  # see deep.opencv_16_bit_encoder
+            notes.append("EXIF not carried (16-bit colour TIFF is written without it here)")
+        if icc_profile and pixels.shape[2] == 2:  # OpenCV's RGBA
+            notes.append("ICC profile not carried (16-bit grey+alpha TIFF is written by OpenCV)")
     return notes
-
-
-def _is_srgb(icc_profile: bytes) -> bool:
-    """Whether a profile only says sRGB, what a file without one is taken as anyway: by its
-    description, as most writers name it ("sRGB IEC61966-2.1") and libjxl names the profiles
-    it makes for sRGB colour and grey (JPEG XL files always come with one)."""
-    try:
-        profile = ImageCms.ImageCmsProfile(BytesIO(icc_profile))
-        description = ImageCms.getProfileDescription(profile).strip()
-    except (OSError, ImageCms.PyCMSError):
-        return False
-    return description.startswith("sRGB") or description == "Gra_D65_Rel_SRG"
 
 
 def _keeps_16_bits(fmt: str | None, pixels: np.ndarray) -> bool:
     """Whether ``fmt`` is written with these 16-bit samples kept (see _SIXTEEN_BIT_FORMATS)."""
-    grey = pixels.ndim == 2 or pixels.shape[2] == 1
-    return fmt in _SIXTEEN_BIT_FORMATS or (fmt == "JXL" and grey)
+    if fmt not in _SIXTEEN_BIT_FORMATS:
+        return False
+    if fmt not in _IMAGECODECS_FORMATS or imagecodecs_for(fmt) is not None:
+        return True
+    return fmt == "JXL" and (pixels.ndim == 2 or pixels.shape[2] == 1)  # mode I;16
 
 
 def output_path_for(path: str | Path, fmt: str | None) -> Path:
@@ -850,8 +766,10 @@ def _encoder(
     quality: int,
 ) -> Callable[[BinaryIO], None]:
     """A function that writes the encoded image to an open file."""
-    if exif and not exif.startswith(_EXIF_HEADER):
-        exif = _EXIF_HEADER + exif
+    if fmt in _NO_ICC_FORMATS:  # read as sRGB: the colours must be sRGB's (see format_notes)
+        pixels = to_srgb(pixels, icc_profile)
+    if exif and not exif.startswith(EXIF_HEADER):
+        exif = EXIF_HEADER + exif
     options: dict[str, object] = {}
     if fmt in ("PNG", "JPEG", "WEBP", "TIFF", "AVIF", "HEIF"):
         if icc_profile:
@@ -862,14 +780,23 @@ def _encoder(
         options["exif"] = exif  # and no ICC profile: see _NO_ICC_FORMATS
     if fmt in ("JPEG", "WEBP", "AVIF", "HEIF", "JXL"):
         options["quality"] = quality
+    if fmt == "JXL" and quality == 100:
+        # pillow-jxl-plugin fails on quality 100 unless asked for lossless, which it then is.
+        options["lossless"] = True
     if fmt in _FULL_CHROMA and quality >= 90:
         # 4:4:4: halving chroma would undo part of the upscaling
         key, value = _FULL_CHROMA[fmt]
         options[key] = value
+    if fmt in _IMAGECODECS_FORMATS and pixels.dtype == np.uint16:
+        imagecodecs = imagecodecs_for(fmt)
+        if fmt == "AVIF" and imagecodecs is not None:
+            return avif_encoder(target, imagecodecs, pixels, icc_profile, exif, quality)
+        if fmt == "JXL" and imagecodecs is not None:
+            return jxl_encoder(target, imagecodecs, pixels, exif, quality)
     if fmt == "HEIF":
-        return _heif_encoder(pixels, options)
+        return heif_encoder(pixels, options)
     if pixels.dtype == np.uint16 and pixels.ndim == 3:
-        return _opencv_16_bit_encoder(target, pixels, fmt, icc_profile, exif)
+        return opencv_16_bit_encoder(target, pixels, fmt, icc_profile, exif)
     if fmt == "TIFF" and features.check("libtiff"):
         options["compression"] = "tiff_lzw"
     image = Image.fromarray(pixels)  # uint16 HxW becomes I;16, which PNG and TIFF keep whole
@@ -878,104 +805,6 @@ def _encoder(
         image.save(file, format=fmt, **options)
 
     return save
-
-
-# Pillow-heif's modes for each (channels, bits per sample); grey+alpha is written as RGBA.
-_HEIF_MODES = {
-    (1, 8): "L",
-    (2, 8): "LA",
-    (3, 8): "RGB",
-    (4, 8): "RGBA",
-    (1, 16): "I;16",
-    (2, 16): "LA;16",
-    (3, 16): "RGB;16",
-    (4, 16): "RGBA;16",
-}
-
-
-def _heif_encoder(pixels: np.ndarray, options: dict[str, object]) -> Callable[[BinaryIO], None]:
-    """HEIC (HEVC) through pillow-heif itself, which takes 16-bit samples as Pillow cannot.
-
-    16-bit samples are written as 10 bits: HEVC Main 10, what phones write and every HEIC
-    reader decodes (12 bits would keep more, but few decoders, Apple's among them, take it).
-    """
-    import pillow_heif  # registered by _format_for already
-
-    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-    mode = _HEIF_MODES[(channels, 8 * pixels.itemsize)]
-    height, width = pixels.shape[:2]
-    heif = pillow_heif.from_bytes(mode, (width, height), memoryview(pixels))
-
-    def save(file: BinaryIO) -> None:
-        heif.save(file, bit_depth=10, **options)
-
-    return save
-
-
-def _opencv_16_bit_encoder(
-    target: Path,
-    pixels: np.ndarray,
-    fmt: str,
-    icc_profile: bytes | None,
-    exif: bytes | None,
-) -> Callable[[BinaryIO], None]:
-    """16-bit colour, which Pillow cannot write; PNG metadata is added as PNG chunks."""
-    if fmt == "PNG" and pixels.shape[2] == 2:
-        # Neither Pillow nor OpenCV writes 16-bit grey+alpha PNG; the format is simple enough.
-        encoded = _png_grey_alpha_16(pixels)
-    else:
-        if pixels.shape[2] == 2:  # OpenCV cannot write 2 channels: 16-bit RGBA keeps every bit
-            pixels = np.ascontiguousarray(pixels[..., [0, 0, 0, 1]])
-        code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
-        suffix, params = (
-            (".png", [cv2.IMWRITE_PNG_COMPRESSION, 6]) if fmt == "PNG" else (".tiff", [])
-        )
-        ok, buffer = cv2.imencode(suffix, cv2.cvtColor(pixels, code), params)
-        if not ok:
-            raise ImageWriteError(f"{target}: OpenCV could not encode a 16-bit {fmt}")
-        encoded = memoryview(buffer.reshape(-1))  # not .tobytes(): a second file-sized copy
-    parts = _png_with_metadata(encoded, icc_profile, exif) if fmt == "PNG" else [encoded]
-
-    def save(file: BinaryIO) -> None:
-        for part in parts:
-            file.write(part)
-
-    return save
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _png_grey_alpha_16(pixels: np.ndarray) -> bytes:
-    """A 16-bit grey+alpha PNG: unfiltered rows of big-endian samples, deflated."""
-    height, width, _ = pixels.shape
-    rows = np.zeros((height, 1 + width * 4), np.uint8)  # leading 0 = filter type "None"
-    rows[:, 1:] = pixels.astype(">u2").view(np.uint8).reshape(height, width * 4)
-    compressed = zlib.compress(rows.tobytes(), 6)
-    header = struct.pack(">IIBBBBB", width, height, 16, 4, 0, 0, 0)
-    idat = b"".join(
-        _png_chunk(b"IDAT", compressed[start : start + _PNG_IDAT_SIZE])
-        for start in range(0, len(compressed), _PNG_IDAT_SIZE)
-    )
-    return _PNG_SIGNATURE + _png_chunk(b"IHDR", header) + idat + _png_chunk(b"IEND", b"")
-
-
-def _png_with_metadata(
-    png: bytes | memoryview, icc_profile: bytes | None, exif: bytes | None
-) -> list[bytes | memoryview]:
-    """iCCP and eXIf chunks right after IHDR, where every reader looks for them.
-
-    Returned as pieces to write in turn: joining them would copy the whole encoded image.
-    """
-    extra = b""
-    if icc_profile:
-        extra += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile))
-    if exif:
-        extra += _png_chunk(b"eXIf", exif.removeprefix(_EXIF_HEADER))
-    end_of_header = len(_PNG_SIGNATURE) + 8 + 13 + 4  # length, "IHDR", 13 data bytes, CRC
-    png = memoryview(png)
-    return [png[:end_of_header], extra, png[end_of_header:]]
 
 
 def _move_into_place(temporary: Path, target: Path, overwrite: bool) -> None:

@@ -37,6 +37,30 @@ class CompactSR(nn.Module):
         self.upsample = MatlabBicubicUpsample(scale, channels)
         # Each 3x3 convolution sees one more LR pixel; the bicubic skip needs two.
         self.contract = NetworkContract(scale, channels, context=2 * blocks + 3 + 2)
+        self.blocks = blocks
+
+    def deepened(self, state: dict[str, torch.Tensor], blocks: int) -> dict[str, torch.Tensor]:
+        """``state`` of a ``blocks``-deep network of the same width, as this deeper one's:
+        the extra blocks go after the trained ones and start as identities (second
+        convolution zeroed), so training goes on from the very same function."""
+        if not blocks <= self.blocks:
+            raise ValueError(f"cannot deepen a {blocks}-block network into {self.blocks} blocks")
+        last = f"body.{blocks}."  # the body's closing convolution moves to the end
+        grown = {
+            (f"body.{self.blocks}." + name[len(last) :] if name.startswith(last) else name): t
+            for name, t in state.items()
+        }
+        for index in range(blocks, self.blocks):
+            block = self.body[index]
+            grown.update(
+                {
+                    f"body.{index}.conv1.weight": block.conv1.weight.detach().clone(),
+                    f"body.{index}.conv1.bias": block.conv1.bias.detach().clone(),
+                    f"body.{index}.conv2.weight": torch.zeros_like(block.conv2.weight),
+                    f"body.{index}.conv2.bias": torch.zeros_like(block.conv2.bias),
+                }
+            )
+        return grown
 
     def forward(self, low_res: torch.Tensor) -> torch.Tensor:
         features = self.head(low_res)

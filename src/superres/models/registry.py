@@ -30,6 +30,7 @@ from superres.models.compact import CompactSR
 from superres.models.contract import NetworkContract
 from superres.models.espcn import ESPCN
 from superres.models.fsrcnn import FSRCNN
+from superres.models.large import LargeSR
 from superres.models.srcnn import SRCNN
 
 
@@ -151,6 +152,14 @@ ARCHITECTURES: dict[str, Architecture] = {
             "superres's compact model: 8 residual blocks at low resolution, pixel shuffle",
             hyper={"width": 32, "blocks": 8},
             bounds=_COMPACT_BOUNDS,
+        ),
+        Architecture(
+            "large",
+            LargeSR,
+            "superres's large model: SPAN-style gated blocks (Wan et al., NTIRE 2024) at low "
+            "resolution, 48 wide, 6 blocks, plus a bicubic skip",
+            hyper={"width": 48, "blocks": 6},
+            bounds={"width": WIDTH, "blocks": Bound(2, 64)},
         ),
         Architecture(
             "real",

@@ -163,12 +163,28 @@ def _photo() -> RealisticConfig:
     )
 
 
+def _snapshot() -> RealisticConfig:
+    """``photo`` with more single-round photos (70%) and noise in 60% of first rounds: a phone
+    picture shrunk once and shared is often clean but for its JPEG, and a model that always
+    expects noise smooths such pictures' texture away."""
+    photo = _photo()
+    noise = replace(photo.first.noise, probability=0.6)
+    return replace(
+        photo,
+        first=replace(photo.first, noise=noise),
+        single_stage_probability=0.7,
+    )
+
+
 STANDARD = RealisticConfig()
 PHOTO = _photo()
+SNAPSHOT = _snapshot()
 PRESETS: dict[str, RealisticConfig] = {
     "light": STANDARD.scaled(0.5),
     "photo": PHOTO,
     "photo-no-noise": PHOTO.without_noise(),
+    "snapshot": SNAPSHOT,
+    "snapshot-no-noise": SNAPSHOT.without_noise(),
     "standard": STANDARD,
     "heavy": STANDARD.scaled(1.5),
     "no-noise": STANDARD.without_noise(),

@@ -4,6 +4,8 @@ Images are decoded once (to their Y channel, or to RGB for colour models such as
 the autoencoder) and kept in a pool whose size is
 bounded (``pool_megapixels``); a larger dataset is streamed through the pool by
 swapping one image at a time, so memory stays flat whatever the folder holds.
+With ``rescales`` each image is also kept shrunk by those factors (VDSR's and IDN's "291 images
+with scale augmentation": 0.6-0.9 make more, and coarser, textures from the same photos).
 """
 
 from __future__ import annotations
@@ -50,13 +52,15 @@ class Batch:
 
 @dataclass(frozen=True)
 class Crop:
-    """Where one patch comes from: a pool image, its top-left corner, rotation and flip."""
+    """Where one patch comes from: a pool image (and which of its rescaled versions), its
+    top-left corner, rotation and flip."""
 
     image: int
     top: int
     left: int
     turns: int
     flip: bool
+    version: int = 0
 
 
 class PatchSampler:
@@ -79,9 +83,13 @@ class PatchSampler:
         channels: int = 1,
         degradation: RealisticConfig | None = None,
         seed: int = 0,
+        rescales: tuple[float, ...] = (1.0,),
     ) -> None:
         if patch_size % scale:
             raise SuperresError(f"patch size {patch_size} must be a multiple of the scale {scale}")
+        if not rescales or not all(0.1 <= factor <= 1.0 for factor in rescales):
+            raise SuperresError(f"rescale factors must be in [0.1, 1], got {list(rescales)}")
+        self.rescales = tuple(rescales)
         self.files = files
         self.scale = scale
         self.patch_size = patch_size
@@ -104,8 +112,12 @@ class PatchSampler:
             used += pixels
         return chosen
 
-    def _load(self, index: int) -> np.ndarray:
+    def _load(self, index: int) -> list[np.ndarray]:
+        """The image at each rescale factor, padded to at least a patch."""
         image = load_training_image(self.files[index], self.channels)
+        return [self._padded(_rescaled(image, factor)) for factor in self.rescales]
+
+    def _padded(self, image: np.ndarray) -> np.ndarray:
         if min(image.shape[:2]) < self.patch_size:
             short = [(0, max(0, self.patch_size - n)) for n in image.shape[:2]]
             image = np.pad(image, short + [(0, 0)] * (image.ndim - 2), "reflect")
@@ -126,13 +138,16 @@ class PatchSampler:
 
     def _draw(self) -> Crop:
         index = self.pool_indices[int(self.rng.integers(len(self.pool_indices)))]
-        height, width = self.pool[index].shape[:2]
+        # Drawn only with several versions, so runs without rescaling keep their stream.
+        version = int(self.rng.integers(len(self.rescales))) if len(self.rescales) > 1 else 0
+        height, width = self.pool[index][version].shape[:2]
         top = int(self.rng.integers(height - self.patch_size + 1))
         left = int(self.rng.integers(width - self.patch_size + 1))
-        return Crop(index, top, left, int(self.rng.integers(4)), bool(self.rng.integers(2)))
+        turns, flip = int(self.rng.integers(4)), bool(self.rng.integers(2))
+        return Crop(index, top, left, turns, flip, version)
 
     def _cut(self, crop: Crop) -> np.ndarray:
-        image = self.pool[crop.image]
+        image = self.pool[crop.image][crop.version]
         patch = image[
             crop.top : crop.top + self.patch_size, crop.left : crop.left + self.patch_size
         ]
@@ -155,6 +170,14 @@ class PatchSampler:
         patches = [self._cut(crops[k]) for k in indices]
         low = np.stack([self._low_res(p, step, k) for p, k in zip(patches, indices, strict=True)])
         return Batch(low_res=_planes(low), high_res=_planes(np.stack(patches).astype(np.float64)))
+
+
+def _rescaled(image: np.ndarray, factor: float) -> np.ndarray:
+    """``image`` shrunk by ``factor`` with MATLAB bicubic, 8-bit like the file it came from."""
+    if factor == 1.0:
+        return image
+    smaller = imresize_matlab(image.astype(np.float64), scale=factor)
+    return np.clip(np.round(smaller), 0, 255).astype(np.uint8)
 
 
 def _planes(patches: np.ndarray) -> np.ndarray:

@@ -16,7 +16,8 @@ import io
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +72,10 @@ class TrainConfig:
     degradation: str = "bicubic"  # or "realistic": the second-order real-world model
     degradation_preset: str = "standard"
     val_track: str = "clean"  # the fixed degradation validation scores on
+    rescales: list[float] = field(default_factory=lambda: [1.0])  # scale augmentation
+    # Decay of an exponential moving average of the weights, which validation scores and the
+    # exported weights are (Real-ESRGAN uses 0.999); 0: the weights as trained.
+    ema: float = 0.0
 
 
 @dataclass
@@ -138,6 +143,18 @@ def _comparable(key: str, value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+def _deepening(found: tuple[str, dict], wanted: tuple[str, dict]) -> bool:
+    """Whether ``wanted`` is ``found`` with more residual blocks and nothing else changed."""
+    (found_name, found_hyper), (wanted_name, wanted_hyper) = found, wanted
+    others = {key: value for key, value in wanted_hyper.items() if key != "blocks"}
+    return (
+        found_name == wanted_name
+        and isinstance(found_hyper.get("blocks"), int)
+        and found_hyper["blocks"] < wanted_hyper.get("blocks", 0)
+        and {key: value for key, value in found_hyper.items() if key != "blocks"} == others
+    )
+
+
 def config_changes(saved: dict[str, Any], config: TrainConfig) -> dict[str, tuple[Any, Any]]:
     """``{setting: (saved value, new value)}`` for every setting ``config`` changes."""
     before = {**_defaults(), **saved}
@@ -192,6 +209,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, run_dir: Path, world: World | None = None) -> None:
         if config.steps < 1 or config.epoch_steps < 1 or config.batch_size < 1:
             raise SuperresError("steps, epoch steps and batch size must be positive")
+        if not 0.0 <= config.ema < 1.0:
+            raise SuperresError(f"the weight average's decay must be in [0, 1), got {config.ema}")
         self.config = config
         self.run_dir = run_dir
         self.world = world or World()
@@ -208,6 +227,9 @@ class Trainer:
         self.network = self.model.network.to(self.device, memory_format=torch.channels_last)
         self.parallel = self.world.wrap(self.network)
         self.optimizer = _optimizer(self.model, config.lr)
+        self.average = (
+            [p.detach().clone() for p in self.network.parameters()] if config.ema else None
+        )
         files = training_files([Path(p) for p in config.train])
         self.sampler = PatchSampler(
             files,
@@ -218,6 +240,7 @@ class Trainer:
             channels=self.model.channels,
             degradation=_degradation(config),
             seed=config.seed,
+            rescales=tuple(config.rescales),
         )
         track(config.val_track)  # an unknown track fails before any training
         self.validation = load_references(Path(config.val)) if config.val else []
@@ -229,16 +252,20 @@ class Trainer:
     def _start_from(self, path: Path) -> None:
         """Fine-tune from trained weights of the same architecture and hyper-parameters. From
         another scale, every tensor whose name and shape match is taken (the features) and the
-        rest (the scale-specific tail) starts fresh: a x4 model's features start a x2 one."""
+        rest (the scale-specific tail) starts fresh: a x4 model's features start a x2 one. A
+        compact network may also start from a shallower one (more ``blocks``, all else equal)."""
         start = load_weights_file(path)
         found = (start.name, json.loads(start.metadata.get("hyper", "{}")))
         wanted = (self.model.name, json.loads(self.model.metadata["hyper"]))
-        if found != wanted:
+        state = start.network.state_dict()
+        if found != wanted and _deepening(found, wanted):
+            state = self.model.network.deepened(state, found[1]["blocks"])
+        elif found != wanted:
             raise SuperresError(f"{path} holds {found}, not {wanted}: cannot start from it")
         own = self.model.network.state_dict()
         taken = {
             name: tensor
-            for name, tensor in start.network.state_dict().items()
+            for name, tensor in state.items()
             if name in own and own[name].shape == tensor.shape
         }
         self.model.network.load_state_dict(taken, strict=False)
@@ -259,6 +286,7 @@ class Trainer:
             "seconds": seconds,
             "epoch_losses": list(self.losses),
             "world_size": self.world.size,
+            "average": self.average,
         }
         _atomic_write(self.run_dir / CHECKPOINT, lambda handle: torch.save(state, handle))
 
@@ -279,6 +307,8 @@ class Trainer:
             )
         self.network.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.average is not None:
+            self.average = [tensor.to(self.device) for tensor in state["average"]]
         torch.set_rng_state(state["torch_rng"])
         self.rng.bit_generator.state = json.loads(state["numpy_rng"])
         self.sampler.restore_pool(state["pool"])
@@ -349,8 +379,30 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.average is not None:
+            with torch.no_grad():
+                for average, weight in zip(self.average, self.network.parameters(), strict=True):
+                    average.lerp_(weight, 1.0 - self.config.ema)
         self.step += 1
         return loss.item()
+
+    @contextmanager
+    def _averaged_weights(self) -> Iterator[None]:
+        """The weight average in the network for validation and export, then the trained
+        weights back (training goes on from those)."""
+        if self.average is None:
+            yield
+            return
+        trained = [p.detach().clone() for p in self.network.parameters()]
+        with torch.no_grad():
+            for weight, average in zip(self.network.parameters(), self.average, strict=True):
+                weight.copy_(average)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for weight, kept in zip(self.network.parameters(), trained, strict=True):
+                    weight.copy_(kept)
 
     def validate(self) -> tuple[float | None, float | None]:
         if not self.validation:
@@ -392,7 +444,8 @@ class Trainer:
     def _end_epoch(self, seconds: float) -> EpochReport:
         """Validate, log, export and checkpoint (rank 0); the loss is the mean over ranks."""
         loss = self.world.mean(float(np.mean(self.losses)))
-        val_psnr, val_ssim = self.validate() if self.world.main else (None, None)
+        with self._averaged_weights():
+            val_psnr, val_ssim = self.validate() if self.world.main else (None, None)
         report = EpochReport(
             epoch=math.ceil(self.step / self.config.epoch_steps),
             step=self.step,
@@ -406,7 +459,8 @@ class Trainer:
         self.seconds = seconds
         if self.world.main:
             self._write_log(report)
-            self._export(report)
+            with self._averaged_weights():
+                self._export(report)
             self.save_checkpoint(seconds)
         return report
 

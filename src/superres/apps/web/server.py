@@ -61,6 +61,7 @@ from superres.engine.runtime import AUTO
 from superres.errors import ImageTooLargeError, NotAnImageError, SuperresError
 from superres.imageio.files import (
     ENCODER_MAX_SIDE,
+    deep_bit_depth,
     encode_image,
     format_notes,
     header_formats,
@@ -523,6 +524,7 @@ def probe_upload(upload: bytes, name: str, max_pixels: int) -> Probe:
                 image.mode in ("I", "F")
                 or any("16" in str(tile.args) for tile in image.tile)
                 or image.info.get("bit_depth", 8) > 8  # a 10/12-bit HEIC, read as 16 bits
+                or deep_bit_depth(image, BytesIO(upload)) > 8  # a 10/12-bit AVIF too (imagecodecs)
             )
     except Exception:  # any decoder failure; decoding below names it
         pass
@@ -677,7 +679,7 @@ def _upscale_upload(
     runtime = upscaler.runtime.describe()
     height, width = image.pixels.shape[:2]
     result = output_path_for("result", form.format)
-    notes = (*image.notes, *format_notes(result, pixels, image.icc_profile))
+    notes = (*image.notes, *format_notes(result, pixels, image.icc_profile, image.exif))
     size = (pixels.shape[1], pixels.shape[0])
     return Upscaled(body, (width, height), size, runtime, notes=notes)
 
