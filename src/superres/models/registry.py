@@ -164,8 +164,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture(
             "real",
             partial(CompactSR, channels=3),
-            "superres's real-world model: the compact design on RGB, 48 wide, 10 blocks, "
-            "trained on the second-order real-world degradation (cleans noise and JPEG)",
+            "superres's real-world model: the compact design on RGB, 48 wide, 10 blocks (the "
+            "shipped x4: 16), trained on real-world degradations (cleans noise and JPEG)",
             hyper={"width": 48, "blocks": 10},
             bounds=_COMPACT_BOUNDS,
         ),
