@@ -672,6 +672,19 @@ def test_without_output_a_file_goes_beside_it_and_a_folder_to_a_sibling(tmp_path
     assert "0 written, 4 skipped, 0 failed" in again.output
 
 
+def test_a_folder_skips_what_its_files_became_beside_them(tmp_path: Path) -> None:
+    """`upscale holiday/photo.heic`, then `upscale holiday`: photo_x2.heic is that first
+    run's result, not a photo to enlarge again."""
+    holiday = tmp_path / "holiday"
+    write_image(holiday / "photo.heic", PHOTO)
+    assert upscale_cli(holiday / "photo.heic").exit_code == 0
+    result = upscale_cli(holiday)
+    assert result.exit_code == 0, result.output
+    assert "skip" in result.output and "earlier result" in result.output
+    assert "1 written" in result.output
+    assert sorted(path.name for path in (tmp_path / "holiday_x2").iterdir()) == ["photo.heic"]
+
+
 def test_suffix_format_and_outscale_name_the_outputs(tmp_path: Path) -> None:
     write_image(tmp_path / "photo.heic", PHOTO)
     write_image(tmp_path / "holiday" / "a.png", PHOTO)

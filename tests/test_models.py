@@ -274,5 +274,5 @@ def test_models_lists_every_architecture_with_the_settings_hyper_takes():
     table = result.output.split("architectures")[1]
     for name in ARCHITECTURES:
         assert f" {name} " in table, name
-    assert "blocks=6: a whole number from 2 to 64" in table  # large's default and bound
+    assert "blocks=24: a whole number from 0 to 64" in table  # large's default and bound
     assert "widths: 2 whole numbers from 1 to 512" in table  # a setting without a default

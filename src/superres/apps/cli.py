@@ -500,7 +500,7 @@ def benchmark_command(
 ) -> None:
     """Standard-protocol PSNR/SSIM per dataset and scale, beside the published figures."""
     from superres.apps.report.tables import benchmark_markdown, benchmark_rows, write_text_atomic
-    from superres.engine.evaluation import PUBLISHED, benchmark
+    from superres.engine.evaluation import PUBLISHED, benchmark, unshipped_cells
 
     for folder in datasets:
         if not folder.is_dir():
@@ -509,8 +509,11 @@ def benchmark_command(
         scale_list = [int(s) for s in _split_list(scales)]
     except ValueError as error:
         raise SuperresError(f"--scales takes whole numbers like 2,3,4: {error}") from error
+    methods = _split_list(models)
+    for method, scale in unshipped_cells(methods, scale_list):
+        out.print(f"skip {method} x{scale} (not shipped at x{scale})", highlight=False)
     results = benchmark(
-        _split_list(models), scale_list, datasets, backend, precision, _split_list(tracks), device
+        methods, scale_list, datasets, backend, precision, _split_list(tracks), device
     )
     rows = benchmark_rows(results, PUBLISHED)
     table = benchmark_markdown(rows)

@@ -72,7 +72,8 @@ def plan_jobs(
     named FOLDER{suffix}, as Real-ESRGAN's and upscayl's users expect. An input that another
     input becomes there is an earlier run's result, named again by a re-run on a shell glob
     (``pics/*``): it comes back with its source, as (result, source), to be skipped with a
-    line rather than enlarged again or refused as the other's output.
+    line rather than enlarged again or refused as the other's output; so does a file in an
+    input folder that another file of that folder becomes beside itself.
     """
     inputs = list(inputs)
     if output is None:
@@ -129,8 +130,17 @@ def _plan_beside(
         elif (source := made.get(item.resolve())) is not None:
             earlier.append((item, source))
         elif item.is_dir():
+            # A file the folder's own files became beside them (an earlier `upscale photo.heic`
+            # made holiday/photo_x4.heic): skipped with a line, as on a glob.
             found, unusable, _ = plan_jobs([item], outputs[item], fmt)
-            jobs += found
+            beside_made = _made_by_others(
+                (job.source, beside(job.source, suffix, fmt)) for job in found
+            )
+            for job in found:
+                if (source := beside_made.get(job.source.resolve())) is not None:
+                    earlier.append((job.source, source))
+                else:
+                    jobs.append(job)
             missing += unusable
         else:
             jobs.append(Job(item, outputs[item]))

@@ -17,6 +17,7 @@ from superres.engine.runtime import DEFAULT_TILE, WHOLE_IMAGE
 from superres.imageio.files import find_images, load_pixels
 from superres.models import load_model, resolve_name
 from superres.models.files import is_model_path
+from superres.models.registry import shipped_scales
 from superres.quality.degrade import downscale, modcrop, resize
 from superres.quality.metrics import Protocol, Scores, score
 from superres.quality.realistic import TRACKS, track
@@ -133,6 +134,20 @@ def canonical_method(method: str) -> str:
     return method if method == "bicubic" or is_model_path(method) else resolve_name(method)
 
 
+def unshipped_cells(methods: Sequence[str], scales: Sequence[int]) -> list[tuple[str, int]]:
+    """(model, scale) pairs a benchmark passes over: a named model shipped at some of the
+    scales asked for but not at this one (``large``, x4 only, in ``--models default,large
+    --scales 2,3,4``). A model shipped at none of them stays in, to fail naming its scales."""
+    passed_over = []
+    for method in methods:
+        if method == "bicubic" or is_model_path(method):
+            continue
+        offered = shipped_scales(method)
+        if set(offered) & set(scales):
+            passed_over += [(method, scale) for scale in scales if scale not in offered]
+    return passed_over
+
+
 def benchmark(
     methods: Sequence[str],
     scales: Sequence[int],
@@ -146,9 +161,12 @@ def benchmark(
     for name in tracks:
         track(name)  # unknown names fail before any work
     loaded = [(folder.name, load_references(folder)) for folder in datasets]
+    passed_over = set(unshipped_cells(methods, scales))
     results = []
     for method in methods:
         for scale in scales:
+            if (method, scale) in passed_over:
+                continue
             enlarge = enlarger_for(canonical_method(method), scale, backend, precision, device)
             for name, references in loaded:
                 for degradation in tracks:

@@ -30,7 +30,6 @@ from superres.models.compact import CompactSR
 from superres.models.contract import NetworkContract
 from superres.models.espcn import ESPCN
 from superres.models.fsrcnn import FSRCNN
-from superres.models.large import LargeSR
 from superres.models.srcnn import SRCNN
 
 
@@ -155,11 +154,11 @@ ARCHITECTURES: dict[str, Architecture] = {
         ),
         Architecture(
             "large",
-            LargeSR,
-            "superres's large model: SPAN-style gated blocks (Wan et al., NTIRE 2024) at low "
-            "resolution, 48 wide, 6 blocks, plus a bicubic skip",
-            hyper={"width": 48, "blocks": 6},
-            bounds={"width": WIDTH, "blocks": Bound(2, 64)},
+            CompactSR,
+            "superres's large model: the compact design three times as deep (24 residual "
+            "blocks, 32 wide) at low resolution, plus a bicubic skip",
+            hyper={"width": 32, "blocks": 24},
+            bounds=_COMPACT_BOUNDS,
         ),
         Architecture(
             "real",

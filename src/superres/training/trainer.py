@@ -34,6 +34,7 @@ from superres.engine.inference import Upscaler
 from superres.engine.runtime import cpu_has_native_bf16
 from superres.errors import SuperresError
 from superres.models import LoadedModel, create_model, load_weights_file, save_weights
+from superres.models.registry import ARCHITECTURES
 from superres.quality.realistic import RealisticConfig, preset, track
 from superres.training.data import PatchSampler, training_files
 from superres.training.distributed import World
@@ -143,12 +144,19 @@ def _comparable(key: str, value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+def _same_family(found_name: str, wanted_name: str) -> bool:
+    """Whether two architecture names build the same network class with the same inputs
+    (``compact`` and ``large`` do: ``large`` is ``compact`` made deeper)."""
+    builds = [ARCHITECTURES[name].build for name in (found_name, wanted_name)]
+    return found_name == wanted_name or builds[0] is builds[1]
+
+
 def _deepening(found: tuple[str, dict], wanted: tuple[str, dict]) -> bool:
     """Whether ``wanted`` is ``found`` with more residual blocks and nothing else changed."""
     (found_name, found_hyper), (wanted_name, wanted_hyper) = found, wanted
     others = {key: value for key, value in wanted_hyper.items() if key != "blocks"}
     return (
-        found_name == wanted_name
+        _same_family(found_name, wanted_name)
         and isinstance(found_hyper.get("blocks"), int)
         and found_hyper["blocks"] < wanted_hyper.get("blocks", 0)
         and {key: value for key, value in found_hyper.items() if key != "blocks"} == others
@@ -253,7 +261,8 @@ class Trainer:
         """Fine-tune from trained weights of the same architecture and hyper-parameters. From
         another scale, every tensor whose name and shape match is taken (the features) and the
         rest (the scale-specific tail) starts fresh: a x4 model's features start a x2 one. A
-        compact network may also start from a shallower one (more ``blocks``, all else equal)."""
+        compact network may also start from a shallower one (more ``blocks``, all else equal; a
+        ``large`` one from a ``compact`` one)."""
         start = load_weights_file(path)
         found = (start.name, json.loads(start.metadata.get("hyper", "{}")))
         wanted = (self.model.name, json.loads(self.model.metadata["hyper"]))
