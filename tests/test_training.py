@@ -190,32 +190,43 @@ def test_init_starts_from_trained_weights_and_refuses_another_model(tmp_path, im
         first.network.state_dict().values(), tuned.network.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b)
-    other = _config(
-        image_folder, hyper={"width": 16, "blocks": 1}, init=str(tmp_path / "first" / WEIGHTS)
+    other = _config(  # the same sizes, another network (RGB in and out)
+        image_folder, model="real", init=str(tmp_path / "first" / WEIGHTS)
     )
     with pytest.raises(SuperresError, match="cannot start from it"):
         Trainer(other, tmp_path / "c")
 
 
-def test_init_deepens_a_compact_model_without_changing_what_it_computes(tmp_path, image_folder):
-    """More residual blocks from a shallower run: the new ones start as identities, so the
-    deeper network is the trained function, and it trains on from there."""
-    Trainer(_config(image_folder), tmp_path / "shallow").run()
-    shallow = load_weights_file(tmp_path / "shallow" / WEIGHTS).network.eval()
-    deep_config = _config(
-        image_folder, hyper={"width": 8, "blocks": 3}, init=str(tmp_path / "shallow" / WEIGHTS)
+@pytest.mark.parametrize("grown", [{"width": 8, "blocks": 3}, {"width": 12, "blocks": 1}])
+def test_init_grows_a_compact_model_without_changing_what_it_computes(
+    tmp_path, image_folder, grown
+):
+    """More residual blocks or channels from a smaller run: new blocks start as identities and
+    new channels do not reach the old ones, so the grown network is the trained function, and
+    every weight trains on from there (none stuck: a zeroed weight moves in the first step,
+    what only reaches the output through it in the second)."""
+    Trainer(_config(image_folder), tmp_path / "small").run()
+    small = load_weights_file(tmp_path / "small" / WEIGHTS).network.eval()
+    big = Trainer(
+        _config(image_folder, hyper=grown, init=str(tmp_path / "small" / WEIGHTS)), tmp_path / "big"
     )
-    deep = Trainer(deep_config, tmp_path / "deep")
-    assert deep.fresh_tensors == [] and len(deep.network.body) == 4
+    assert big.fresh_tensors == [] and len(big.network.body) == grown["blocks"] + 1
     low_res = torch.rand(1, 1, 20, 17, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        torch.testing.assert_close(deep.network.eval()(low_res), shallow(low_res))
-    deep.network.train()
-    assert np.isfinite(deep.train_step())
-    Trainer(_config(image_folder, hyper={"width": 8, "blocks": 3}), tmp_path / "three").run()
-    shallower = _config(image_folder, init=str(tmp_path / "three" / WEIGHTS))
+        torch.testing.assert_close(big.network.eval()(low_res), small(low_res))
+    before = {name: p.detach().clone() for name, p in big.network.named_parameters()}
+    big.network.train()
+    assert all(np.isfinite(big.train_step()) for _ in range(2))
+    unchanged = [name for name, p in big.network.named_parameters() if torch.equal(p, before[name])]
+    assert unchanged == []
+
+
+@pytest.mark.parametrize("smaller", [{"width": 8, "blocks": 0}, {"width": 6, "blocks": 1}])
+def test_init_refuses_to_shrink_a_compact_model(tmp_path, image_folder, smaller):
+    Trainer(_config(image_folder), tmp_path / "one").run()
+    shrunk = _config(image_folder, hyper=smaller, init=str(tmp_path / "one" / WEIGHTS))
     with pytest.raises(SuperresError, match="cannot start from it"):
-        Trainer(shallower, tmp_path / "fewer")
+        Trainer(shrunk, tmp_path / "fewer")
 
 
 def test_init_from_another_scale_takes_the_features_and_starts_the_tail_fresh(

@@ -376,7 +376,7 @@ def train_command(
         Path | None,
         typer.Option(
             help="Start from these weights (fine-tuning a trained model; a compact model may "
-            "start from a shallower one: the new blocks begin as identities)."
+            "start from a shallower or narrower one: it begins computing the same function)."
         ),
     ] = None,
     resume: Annotated[
@@ -456,8 +456,10 @@ def _factors(value: str) -> list[float]:
         raise SuperresError(f"--rescale takes numbers separated by commas, got {value!r}") from None
 
 
-def _split_list(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]
+def _split_list(values: str | list[str]) -> list[str]:
+    """A comma-separated option, given once or repeated: ``--models a,b --models c``."""
+    given = [values] if isinstance(values, str) else values
+    return [item.strip() for value in given for item in value.split(",") if item.strip()]
 
 
 @app.command("benchmark")
@@ -466,13 +468,16 @@ def benchmark_command(
         list[Path], typer.Option(help="Reference folders, e.g. Set5 (repeatable).", metavar="DIR")
     ],
     models: Annotated[
-        str,
+        list[str],
         typer.Option(
-            help="Comma-separated: bicubic, srcnn, ..., or weights files (at their own scale).",
+            help="Comma-separated (or repeated): bicubic, srcnn, ..., or weights files (at their "
+            "own scale).",
             metavar="LIST",
         ),
-    ] = "bicubic,srcnn",
-    scales: Annotated[str, typer.Option(help="Comma-separated scales.", metavar="LIST")] = "2,3,4",
+    ] = ["bicubic,srcnn"],  # noqa: B006 - typer copies option defaults
+    scales: Annotated[
+        list[str], typer.Option(help="Comma-separated (or repeated) scales.", metavar="LIST")
+    ] = ["2,3,4"],  # noqa: B006
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write one row per result.")] = (
         None
     ),
@@ -490,13 +495,14 @@ def benchmark_command(
     ] = "fp32",
     device: Annotated[str, typer.Option(help=DEVICE_HELP, metavar="DEVICE")] = "auto",
     tracks: Annotated[
-        str,
+        list[str],
         typer.Option(
             "--track",
             metavar="LIST",
-            help=f"Comma-separated input degradations: {', '.join(TRACKS)} (clean: the papers').",
+            help=f"Comma-separated (or repeated) input degradations: {', '.join(TRACKS)} "
+            "(clean: the papers').",
         ),
-    ] = "clean",
+    ] = ["clean"],  # noqa: B006
 ) -> None:
     """Standard-protocol PSNR/SSIM per dataset and scale, beside the published figures."""
     from superres.apps.report.tables import benchmark_markdown, benchmark_rows, write_text_atomic

@@ -164,7 +164,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             "real",
             partial(CompactSR, channels=3),
             "superres's real-world model: the compact design on RGB, 48 wide, 10 blocks (the "
-            "shipped x4: 16), trained on real-world degradations (cleans noise and JPEG)",
+            "shipped x3 and x4: 16), trained on real-world degradations (cleans noise and JPEG)",
             hyper={"width": 48, "blocks": 10},
             bounds=_COMPACT_BOUNDS,
         ),

@@ -151,16 +151,19 @@ def _same_family(found_name: str, wanted_name: str) -> bool:
     return found_name == wanted_name or builds[0] is builds[1]
 
 
-def _deepening(found: tuple[str, dict], wanted: tuple[str, dict]) -> bool:
-    """Whether ``wanted`` is ``found`` with more residual blocks and nothing else changed."""
+def _growing(found: tuple[str, dict], wanted: tuple[str, dict]) -> bool:
+    """Whether ``wanted`` is ``found`` with more residual blocks or channels (neither fewer)
+    and nothing else changed."""
     (found_name, found_hyper), (wanted_name, wanted_hyper) = found, wanted
-    others = {key: value for key, value in wanted_hyper.items() if key != "blocks"}
-    return (
-        _same_family(found_name, wanted_name)
-        and isinstance(found_hyper.get("blocks"), int)
-        and found_hyper["blocks"] < wanted_hyper.get("blocks", 0)
-        and {key: value for key, value in found_hyper.items() if key != "blocks"} == others
-    )
+    grows = ("blocks", "width")
+    if not _same_family(found_name, wanted_name) or any(
+        not isinstance(found_hyper.get(key), int) for key in grows
+    ):
+        return False
+    sizes = [(found_hyper[key], wanted_hyper.get(key, 0)) for key in grows]
+    return all(old <= new for old, new in sizes) and {
+        key: value for key, value in found_hyper.items() if key not in grows
+    } == {key: value for key, value in wanted_hyper.items() if key not in grows}
 
 
 def config_changes(saved: dict[str, Any], config: TrainConfig) -> dict[str, tuple[Any, Any]]:
@@ -261,14 +264,14 @@ class Trainer:
         """Fine-tune from trained weights of the same architecture and hyper-parameters. From
         another scale, every tensor whose name and shape match is taken (the features) and the
         rest (the scale-specific tail) starts fresh: a x4 model's features start a x2 one. A
-        compact network may also start from a shallower one (more ``blocks``, all else equal; a
-        ``large`` one from a ``compact`` one)."""
+        compact network may also start from a smaller one (more ``blocks`` or ``width``, all
+        else equal; a ``large`` one from a ``compact`` one)."""
         start = load_weights_file(path)
         found = (start.name, json.loads(start.metadata.get("hyper", "{}")))
         wanted = (self.model.name, json.loads(self.model.metadata["hyper"]))
         state = start.network.state_dict()
-        if found != wanted and _deepening(found, wanted):
-            state = self.model.network.deepened(state, found[1]["blocks"])
+        if found != wanted and _growing(found, wanted):
+            state = self.model.network.grown(state, found[1]["blocks"])
         elif found != wanted:
             raise SuperresError(f"{path} holds {found}, not {wanted}: cannot start from it")
         own = self.model.network.state_dict()
