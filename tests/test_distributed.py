@@ -83,7 +83,7 @@ def test_alone_the_world_is_one_process(monkeypatch: pytest.MonkeyPatch) -> None
     assert world.any(True) and world.mean(2.5) == 2.5
 
 
-def _rank(rank: int, folder: Path, runs: Path, port: int) -> None:
+def _rank(rank: int, folder: Path, runs: Path, port: int, settings: dict) -> None:
     """One of two processes, as torchrun would start it; each is given its own run folder so
     that anything rank 1 writes would show."""
     os.environ.update(
@@ -94,22 +94,34 @@ def _rank(rank: int, folder: Path, runs: Path, port: int) -> None:
     world = join_world("cpu")
     losses: list[float] = []
     try:
-        trainer = Trainer(_config(folder), runs / f"rank{rank}", world)
+        trainer = Trainer(_config(folder, **settings), runs / f"rank{rank}", world)
         trainer.run(on_step=lambda _step, loss: losses.append(loss), until=4)
     finally:
         leave_world()
     (runs / f"losses{rank}.json").write_text(json.dumps(losses))  # the test's own record
 
 
-def test_two_processes_equal_one_and_resume_alone(image_folder: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"adversarial": 0.1, "feature_matching": 1.0}],
+    ids=["plain", "adversarial"],  # the discriminator is a second DDP network, two passes a step
+)
+def test_two_processes_equal_one_and_resume_alone(
+    image_folder: Path, tmp_path: Path, settings: dict
+) -> None:
     multiprocessing.start_processes(
-        _rank, args=(image_folder, tmp_path, _free_port()), nprocs=2, start_method="spawn"
+        _rank,
+        args=(image_folder, tmp_path, _free_port(), settings),
+        nprocs=2,
+        start_method="spawn",
     )
     assert not (tmp_path / "rank1").exists()  # rank 1 wrote nothing
     two = tmp_path / "rank0"
     one = tmp_path / "one"
     losses: list[float] = []
-    Trainer(_config(image_folder), one).run(on_step=lambda _s, v: losses.append(v), until=4)
+    Trainer(_config(image_folder, **settings), one).run(
+        on_step=lambda _s, v: losses.append(v), until=4
+    )
     # Each rank's loss is over its own half of the batch; together, the whole batch's.
     halves = [json.loads((tmp_path / f"losses{rank}.json").read_text()) for rank in (0, 1)]
     assert halves[0] != halves[1]
@@ -125,10 +137,10 @@ def test_two_processes_equal_one_and_resume_alone(image_folder: Path, tmp_path: 
     assert float(row_two["val_psnr"]) == pytest.approx(float(row_one["val_psnr"]), abs=1e-3)
     assert json.loads((two / RUN).read_text())["segments"][0]["world_size"] == 2
 
-    resumed = Trainer(_config(image_folder), two)  # one process now
+    resumed = Trainer(_config(image_folder, **settings), two)  # one process now
     resumed.resume()
     resumed.run()
-    straight = Trainer(_config(image_folder), tmp_path / "straight")
+    straight = Trainer(_config(image_folder, **settings), tmp_path / "straight")
     straight.run()
     _assert_close(resumed.network.state_dict(), straight.network.state_dict())
     assert [int(r["step"]) for r in _log(two)] == [4, 8]

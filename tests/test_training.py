@@ -14,6 +14,7 @@ from skimage import data
 from superres.errors import ModelError, SuperresError
 from superres.imageio.files import write_image
 from superres.models import create_model, load_weights_file, save_weights
+from superres.training.adversarial import UNetDiscriminator
 from superres.training.trainer import (
     CHECKPOINT,
     LOG,
@@ -66,8 +67,9 @@ def test_run_writes_log_checkpoint_and_described_weights(tmp_path, image_folder)
             "hyper": {"width": 8, "blocks": 1},
         },
         {"ema": 0.9, "rescales": [0.5, 1.0]},
+        {"adversarial": 0.1, "feature_matching": 1.0},
     ],
-    ids=["bicubic", "realistic", "average-rescaled"],
+    ids=["bicubic", "realistic", "average-rescaled", "adversarial"],
 )
 def test_resume_is_bit_for_bit(tmp_path, image_folder, settings):
     straight = Trainer(_config(image_folder, **settings), tmp_path / "straight")
@@ -81,6 +83,32 @@ def test_resume_is_bit_for_bit(tmp_path, image_folder, settings):
         straight.network.state_dict().values(), second.network.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b)
+
+
+def test_adversarial_fine_tune_trains_a_discriminator_and_exports_the_generator_alone(
+    tmp_path, image_folder
+):
+    """The GAN and feature-matching terms change what the generator learns; the discriminator
+    is in the checkpoint (for resuming) and nowhere in the shipped weights."""
+    plain = Trainer(_config(image_folder), tmp_path / "plain")
+    plain.run()
+    sharp = Trainer(_config(image_folder, adversarial=0.1, feature_matching=1.0), tmp_path / "gan")
+    sharp.run()
+    plain_weights = load_weights_file(tmp_path / "plain" / WEIGHTS).network.state_dict()
+    sharp_weights = load_weights_file(tmp_path / "gan" / WEIGHTS).network.state_dict()
+    assert sharp_weights.keys() == plain_weights.keys()
+    assert any(not torch.equal(sharp_weights[k], plain_weights[k]) for k in plain_weights)
+    saved = torch.load(tmp_path / "gan" / CHECKPOINT, weights_only=True)
+    assert saved["adversary"]["network"].keys() == sharp.adversary.discriminator.state_dict().keys()
+    assert torch.load(tmp_path / "plain" / CHECKPOINT, weights_only=True)["adversary"] is None
+    with pytest.raises(SuperresError, match="feature-matching weights must be >= 0"):
+        Trainer(_config(image_folder, adversarial=-0.1), tmp_path / "never")
+
+
+def test_discriminator_judges_every_pixel_of_any_size():
+    discriminator = UNetDiscriminator(channels=3, width=4)
+    logits, features = discriminator(torch.rand(2, 3, 27, 41))
+    assert logits.shape == (2, 1, 27, 41) and len(features) == 6
 
 
 def test_weight_average_is_what_validation_scores_and_the_weights_file_holds(

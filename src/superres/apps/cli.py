@@ -356,6 +356,22 @@ def train_command(
             metavar="DECAY",
         ),
     ] = None,
+    adversarial: Annotated[
+        float | None,
+        typer.Option(
+            help="Weight of a GAN loss (a discriminator trained alongside, from scratch) for a "
+            "sharper fine-tune, e.g. 0.1 as Real-ESRGAN [0: none].",
+            metavar="WEIGHT",
+        ),
+    ] = None,
+    feature_matching: Annotated[
+        float | None,
+        typer.Option(
+            help="Weight of feature matching, the perceptual loss built from the "
+            "discriminator's features (no pretrained VGG needed), e.g. 1 [0: none].",
+            metavar="WEIGHT",
+        ),
+    ] = None,
     rescale: Annotated[
         str | None,
         typer.Option(
@@ -423,6 +439,8 @@ def train_command(
         "hyper": _hyper_settings(hyper) if hyper else None,
         "rescales": _factors(rescale) if rescale else None,
         "ema": ema,
+        "adversarial": adversarial,
+        "feature_matching": feature_matching,
         "degradation": degradation,
         "degradation_preset": preset,
         "val_track": val_track,

@@ -36,6 +36,7 @@ from superres.errors import SuperresError
 from superres.models import LoadedModel, create_model, load_weights_file, save_weights
 from superres.models.registry import ARCHITECTURES
 from superres.quality.realistic import RealisticConfig, preset, track
+from superres.training.adversarial import Adversary
 from superres.training.data import PatchSampler, training_files
 from superres.training.distributed import World
 
@@ -77,6 +78,10 @@ class TrainConfig:
     # Decay of an exponential moving average of the weights, which validation scores and the
     # exported weights are (Real-ESRGAN uses 0.999); 0: the weights as trained.
     ema: float = 0.0
+    # An adversarial fine-tune (see superres.training.adversarial): weights of the GAN loss
+    # and of feature matching, added to the pixel loss; 0 and 0: none (no discriminator).
+    adversarial: float = 0.0
+    feature_matching: float = 0.0
 
 
 @dataclass
@@ -222,6 +227,8 @@ class Trainer:
             raise SuperresError("steps, epoch steps and batch size must be positive")
         if not 0.0 <= config.ema < 1.0:
             raise SuperresError(f"the weight average's decay must be in [0, 1), got {config.ema}")
+        if min(config.adversarial, config.feature_matching) < 0:
+            raise SuperresError("the adversarial and feature-matching weights must be >= 0")
         self.config = config
         self.run_dir = run_dir
         self.world = world or World()
@@ -259,6 +266,18 @@ class Trainer:
         self.best_psnr: float | None = None
         self.seconds = 0.0  # training time before this process started (resumed runs)
         self.losses: list[float] = []  # of the epoch under way, kept across a stop
+        # Made last, so that runs without it draw the same random numbers as before it existed.
+        self.adversary = (
+            Adversary(
+                self.model.channels,
+                self.world,
+                config.adversarial,
+                config.feature_matching,
+                bf16=config.precision == "bf16",
+            )
+            if config.adversarial or config.feature_matching
+            else None
+        )
 
     def _start_from(self, path: Path) -> None:
         """Fine-tune from trained weights of the same architecture and hyper-parameters. From
@@ -299,6 +318,7 @@ class Trainer:
             "epoch_losses": list(self.losses),
             "world_size": self.world.size,
             "average": self.average,
+            "adversary": self.adversary.state_dict() if self.adversary else None,
         }
         _atomic_write(self.run_dir / CHECKPOINT, lambda handle: torch.save(state, handle))
 
@@ -321,6 +341,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.average is not None:
             self.average = [tensor.to(self.device) for tensor in state["average"]]
+        if self.adversary is not None:
+            self.adversary.load_state_dict(state["adversary"])
         torch.set_rng_state(state["torch_rng"])
         self.rng.bit_generator.state = json.loads(state["numpy_rng"])
         self.sampler.restore_pool(state["pool"])
@@ -388,9 +410,13 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             prediction = self.parallel(low)
         loss = self.loss_fn(prediction.float(), high)
+        if self.adversary is not None:
+            loss = loss + self.adversary.generator_loss(prediction.float(), high)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.adversary is not None:
+            self.adversary.step(prediction.float(), high, lr)
         if self.average is not None:
             with torch.no_grad():
                 for average, weight in zip(self.average, self.network.parameters(), strict=True):
