@@ -48,6 +48,7 @@ RESULTS = ROOT / "docs" / "results"
 PEER_DIR = SHARED / "peers" / "realesrgan-general-x4v3-ncnn"
 PEER = "realesrgan-general-x4v3 (ncnn)"
 FIGURES = [("Set14", "comic.bmp"), ("Set5", "butterfly.png"), ("Set14", "zebra.bmp")]
+FIGURE_TRACKS = ("noise10-jpeg70", "jpeg50", "blur1.6-noise5-jpeg60")
 
 Enlarger = Callable[[np.ndarray], np.ndarray]
 
@@ -135,19 +136,26 @@ def speed(real_weights: Path | None, peer: Enlarger | None, repeats: int) -> lis
     ]
 
 
-def figures(methods: dict[str, Enlarger], scale: int) -> list[str]:
+def figures(
+    methods: dict[str, Enlarger],
+    scale: int,
+    prefix: str = "realworld",
+    images: list[tuple[str, str]] = FIGURES,
+    tracks: tuple[str, ...] = FIGURE_TRACKS,
+) -> list[str]:
+    """One figure per image and track, written as RESULTS/PREFIX-xSCALE-IMAGE-TRACK.png."""
     written = []
-    for dataset, image_name in FIGURES:
+    for dataset, image_name in images:
         path = SHARED / "datasets" / dataset / image_name
         references = dict(load_references(path.parent))
-        for track in ("noise10-jpeg70", "jpeg50", "blur1.6-noise5-jpeg60"):
+        for track in tracks:
             high, low = low_resolution_pair(references[image_name], scale, track, image_name)
             outputs = [
                 MethodOutput(name, out := enlarge(low), score(high, out, "standard", scale))
                 for name, enlarge in methods.items()
             ]
             title = f"{dataset} {image_name}, x{scale}, input: {TRACKS[track].description}"
-            file_name = f"realworld-x{scale}-{Path(image_name).stem}-{track}.png"
+            file_name = f"{prefix}-x{scale}-{Path(image_name).stem}-{track}.png"
             save_figure(
                 comparison_figure(title, high, low, outputs, detail_box(high)), RESULTS / file_name
             )

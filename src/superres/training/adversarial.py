@@ -92,7 +92,7 @@ class Adversary:
         matched = sum(F.l1_loss(f[:count], f[count:].detach()) for f in features)
         return self.adversarial_weight * fooled + self.feature_weight * matched
 
-    def step(self, output: torch.Tensor, truth: torch.Tensor, lr: float) -> float:
+    def step(self, output: torch.Tensor, truth: torch.Tensor, lr: float) -> None:
         """One discriminator update: truth is real, the (detached) output generated."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -104,7 +104,6 @@ class Adversary:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return loss.item()
 
     def state_dict(self) -> dict:
         return {

@@ -409,14 +409,15 @@ class Trainer:
         bf16 = self.config.precision == "bf16"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             prediction = self.parallel(low)
-        loss = self.loss_fn(prediction.float(), high)
+        output = prediction.float()
+        loss = self.loss_fn(output, high)
         if self.adversary is not None:
-            loss = loss + self.adversary.generator_loss(prediction.float(), high)
+            loss = loss + self.adversary.generator_loss(output, high)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         if self.adversary is not None:
-            self.adversary.step(prediction.float(), high, lr)
+            self.adversary.step(output, high, lr)
         if self.average is not None:
             with torch.no_grad():
                 for average, weight in zip(self.average, self.network.parameters(), strict=True):
