@@ -59,7 +59,7 @@ def test_noise_grows_with_strength_and_no_noise_preset_has_none():
     assert spread["light"] < spread["standard"] < spread["heavy"]
 
 
-@pytest.mark.parametrize("name,single_share", [("photo", 0.5), ("snapshot", 0.7)])
+@pytest.mark.parametrize("name,single_share", [("photo", 0.5), ("snapshot", 0.7), ("shared", 1.0)])
 def test_photo_presets_reach_low_jpeg_quality_and_single_stage_photos(
     monkeypatch, astronaut, name, single_share
 ):
@@ -96,6 +96,24 @@ def test_snapshot_preset_leaves_some_single_round_photos_without_noise():
         for seed in range(100)
     )
     assert 15 <= clean <= 42
+
+
+def test_shared_preset_blurs_about_half_of_its_photos(monkeypatch, astronaut):
+    blurred = []
+    real_filter = realistic._filter
+
+    def spy(image, kernel):
+        blurred.append(True)
+        return real_filter(image, kernel)
+
+    monkeypatch.setattr(realistic, "_filter", spy)
+    draws = 60
+    share = 0
+    for seed in range(draws):
+        blurred.clear()
+        degrade_realistic(astronaut[:64, :64], 4, PRESETS["shared"], seed=seed)
+        share += bool(blurred)
+    assert abs(share / draws - 0.5) < 0.2
 
 
 def test_strength_bounds_and_unknown_names_are_user_errors():

@@ -272,23 +272,41 @@ def test_init_from_another_scale_takes_the_features_and_starts_the_tail_fresh(
         assert torch.equal(tensor, expected), name
 
 
-def test_realistic_batches_differ_by_step_and_repeat_by_seed(image_folder, tmp_path):
-    trainer = Trainer(_config(image_folder, degradation="realistic"), tmp_path)
-    sampler = trainer.sampler
+def _same_crops(sampler, steps):
+    """The batch of each step drawn from the same random state: the same crops each time."""
     state = sampler.rng.bit_generator.state
-    first = sampler.batch(2, step=5)
-    sampler.rng.bit_generator.state = state
-    again = sampler.batch(2, step=5)
-    sampler.rng.bit_generator.state = state
-    other = sampler.batch(2, step=6)
+    batches = []
+    for step in steps:
+        sampler.rng.bit_generator.state = state
+        batches.append(sampler.batch(2, step=step))
+    return batches
+
+
+@pytest.mark.parametrize("degradation", ["realistic", "noise10-jpeg70"])
+def test_random_degradations_differ_by_step_and_repeat_by_seed(image_folder, tmp_path, degradation):
+    sampler = Trainer(_config(image_folder, degradation=degradation), tmp_path).sampler
+    first, again, other = _same_crops(sampler, steps=(5, 5, 6))
     assert np.array_equal(first.low_res, again.low_res)
     assert np.array_equal(first.high_res, other.high_res)  # same crops, other degradation
     assert not np.array_equal(first.low_res, other.low_res)
 
 
+def test_a_track_without_noise_degrades_every_step_alike(image_folder, tmp_path):
+    """A specialist's inputs: the fixed track (JPEG q50 of the bicubic shrink), not bicubic."""
+    sampler = Trainer(_config(image_folder, degradation="jpeg50"), tmp_path / "jpeg").sampler
+    bicubic = Trainer(_config(image_folder), tmp_path / "bicubic").sampler
+    bicubic.rng.bit_generator.state = sampler.rng.bit_generator.state
+    first, other = _same_crops(sampler, steps=(5, 6))
+    (plain,) = _same_crops(bicubic, steps=(5,))
+    assert np.array_equal(first.low_res, other.low_res)
+    assert np.array_equal(first.high_res, plain.high_res)
+    assert not np.array_equal(first.low_res, plain.low_res)
+
+
 def test_unknown_degradation_names_fail_before_training(tmp_path, image_folder):
     for settings in (
         {"degradation": "jpeg"},
+        {"degradation": "clean"},  # that is "bicubic"
         {"degradation": "realistic", "degradation_preset": "x"},
         {"val_track": "x"},
     ):

@@ -43,7 +43,7 @@ from superres.quality.degrade import METHODS, degrade, modcrop, resize
 from superres.quality.metrics import PROTOCOLS, score
 from superres.quality.realistic import PRESETS, STANDARD, TRACKS, degrade_realistic
 from superres.quality.realistic import preset as realistic_preset
-from superres.training.trainer import Loss, TrainPrecision
+from superres.training.trainer import TRAINING_TRACKS, Loss, TrainPrecision
 
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress
@@ -79,6 +79,7 @@ FixedBackend = Literal["pytorch", "onnxruntime"]
 DegradeMethod = Literal[(*METHODS, "realistic")]  # type: ignore[valid-type]
 Preset = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
 TrackName = Literal[tuple(TRACKS)]  # type: ignore[valid-type]
+Degradation = Literal[("bicubic", "realistic", *TRAINING_TRACKS)]  # type: ignore[valid-type]
 # How `report` makes its inputs: as the report module's DEGRADATIONS (not imported here: it
 # pulls in matplotlib, which every command would then pay for at start-up).
 ReportInput = Literal[("standard", "bilinear", *(t for t in TRACKS if t != "clean"))]  # type: ignore[valid-type]
@@ -403,9 +404,12 @@ def train_command(
         ),
     ] = False,
     degradation: Annotated[
-        Literal["bicubic", "realistic"] | None,
+        Degradation | None,
         typer.Option(
-            help="bicubic: the standard protocol; realistic: real-world photos [bicubic]."
+            help=(
+                "bicubic: the standard protocol; realistic: real-world photos; a track name: "
+                "a specialist for that one fixed degradation [bicubic]."
+            )
         ),
     ] = None,
     preset: Annotated[

@@ -5,9 +5,9 @@ rounds of blur, random resize, noise and JPEG, then a final resize to the target
 sinc (ringing) filter and a last JPEG in either order. Every random choice comes from one
 ``numpy.random.Generator``, so a seed reproduces a degradation exactly. The probabilities and
 ranges are the paper's (:data:`STANDARD`); :meth:`RealisticConfig.scaled` makes them milder or
-harsher, and :data:`PRESETS` names strengths and variants: ``photo`` (what the shipped `real`
-model is trained on) sends half of its draws through a single round, as a phone picture
-resized once and shared has had.
+harsher, and :data:`PRESETS` names strengths and variants: ``photo`` sends half of its draws
+through a single round, as a phone picture resized once and shared has had; ``shared`` (what
+the shipped `real` x4 model was last trained on) sends all of them.
 
 :class:`Track` is the other use: one fixed, named degradation (e.g. JPEG q50 after a bicubic
 shrink) to score models on, the same for every model and run.
@@ -176,15 +176,32 @@ def _snapshot() -> RealisticConfig:
     )
 
 
+def _shared() -> RealisticConfig:
+    """``snapshot`` with every photo a single round, blur in half of them and an antialiased
+    shrink (area or MATLAB bicubic): a picture shrunk once and shared, sharp as often as soft.
+    Blurring every input (as ``snapshot`` does, sigma 0.2-2) teaches a sharpening that unblurred
+    inputs do not need, and photo apps shrink with antialiasing filters, not by sampling."""
+    first = SNAPSHOT.first
+    return replace(
+        SNAPSHOT,
+        first=replace(first, blur=replace(first.blur, probability=0.5)),
+        single_stage_probability=1.0,
+        single_stage_modes=("area", "matlab"),
+    )
+
+
 STANDARD = RealisticConfig()
 PHOTO = _photo()
 SNAPSHOT = _snapshot()
+SHARED = _shared()
 PRESETS: dict[str, RealisticConfig] = {
     "light": STANDARD.scaled(0.5),
     "photo": PHOTO,
     "photo-no-noise": PHOTO.without_noise(),
     "snapshot": SNAPSHOT,
     "snapshot-no-noise": SNAPSHOT.without_noise(),
+    "shared": SHARED,
+    "shared-no-noise": SHARED.without_noise(),
     "standard": STANDARD,
     "heavy": STANDARD.scaled(1.5),
     "no-noise": STANDARD.without_noise(),

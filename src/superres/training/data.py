@@ -20,7 +20,7 @@ from superres.imageio.color import as_rgb, luminance
 from superres.imageio.files import find_images, image_size, load_pixels, why_missing
 from superres.quality.degrade import imresize_matlab
 from superres.quality.metrics import to_uint8
-from superres.quality.realistic import RealisticConfig, degrade_realistic
+from superres.quality.realistic import RealisticConfig, Track, degrade_realistic
 
 
 def training_files(folders: list[Path]) -> list[Path]:
@@ -66,7 +66,9 @@ class Crop:
 class PatchSampler:
     """Random patches with flips and rotations; the LR side by MATLAB bicubic, or by the
     real-world model when ``degradation`` is given (patch ``k`` of step ``t`` seeded by
-    ``(seed, t, k)``, so a resumed run degrades exactly as an uninterrupted one).
+    ``(seed, t, k)``, so a resumed run degrades exactly as an uninterrupted one), or by one
+    fixed track (a specialist for a known degradation, as the literature's BD and DN models;
+    its noise seeded the same way).
 
     A batch is the same whatever the number of training processes: every process draws the
     crops of the whole (global) batch from the shared stream, cheap integers, then cuts and
@@ -81,7 +83,7 @@ class PatchSampler:
         rng: np.random.Generator,
         pool_megapixels: float = 64.0,
         channels: int = 1,
-        degradation: RealisticConfig | None = None,
+        degradation: RealisticConfig | Track | None = None,
         seed: int = 0,
         rescales: tuple[float, ...] = (1.0,),
     ) -> None:
@@ -158,6 +160,9 @@ class PatchSampler:
         if self.degradation is None:
             low = imresize_matlab(patch.astype(np.float64), scale=1.0 / self.scale)
             return np.clip(np.round(low), 0, 255)
+        if isinstance(self.degradation, Track):
+            key = f"{self.seed}/{step}/{index}"
+            return self.degradation.apply(patch, self.scale, key).astype(np.float64)
         rng = np.random.default_rng([self.seed, step, index])
         return degrade_realistic(patch, self.scale, self.degradation, rng).astype(np.float64)
 

@@ -35,7 +35,7 @@ from superres.engine.runtime import cpu_has_native_bf16
 from superres.errors import SuperresError
 from superres.models import LoadedModel, create_model, load_weights_file, save_weights
 from superres.models.registry import ARCHITECTURES
-from superres.quality.realistic import RealisticConfig, preset, track
+from superres.quality.realistic import TRACKS, RealisticConfig, Track, preset, track
 from superres.training.adversarial import Adversary
 from superres.training.data import PatchSampler, training_files
 from superres.training.distributed import World
@@ -49,6 +49,8 @@ Loss = Literal["l1", "mse"]
 TrainPrecision = Literal["fp32", "bf16"]  # fp16 would need loss scaling: not offered
 LOSSES: tuple[Loss, ...] = ("l1", "mse")
 TRAIN_PRECISIONS: tuple[TrainPrecision, ...] = ("fp32", "bf16")
+# "clean" is the bicubic degradation itself.
+TRAINING_TRACKS = tuple(name for name in TRACKS if name != "clean")
 # Settings a resumed run may change: more steps extend it (the cosine is recomputed); the
 # precision is arithmetic only (a bf16 run resumed on a CPU without native bf16 goes on in fp32).
 EXTENDABLE = ("steps", "precision")
@@ -71,7 +73,8 @@ class TrainConfig:
     precision: TrainPrecision = "fp32"
     hyper: dict = field(default_factory=dict)
     init: str | None = None  # weights file to start from (fine-tuning), same model, any scale
-    degradation: str = "bicubic"  # or "realistic": the second-order real-world model
+    # or "realistic" (the second-order real-world model), or one fixed track (jpeg50, ...)
+    degradation: str = "bicubic"
     degradation_preset: str = "standard"
     val_track: str = "clean"  # the fixed degradation validation scores on
     rescales: list[float] = field(default_factory=lambda: [1.0])  # scale augmentation
@@ -204,12 +207,17 @@ def _optimizer(model: LoadedModel, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, lr=lr)
 
 
-def _degradation(config: TrainConfig) -> RealisticConfig | None:
+def _degradation(config: TrainConfig) -> RealisticConfig | Track | None:
     if config.degradation == "bicubic":
         return None
     if config.degradation == "realistic":
         return preset(config.degradation_preset)
-    raise SuperresError(f"unknown degradation {config.degradation!r}; choose bicubic or realistic")
+    if config.degradation in TRAINING_TRACKS:
+        return track(config.degradation)
+    raise SuperresError(
+        f"unknown degradation {config.degradation!r}; "
+        f"choose bicubic, realistic or a track: {', '.join(TRAINING_TRACKS)}"
+    )
 
 
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
