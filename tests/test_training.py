@@ -307,6 +307,7 @@ def test_unknown_degradation_names_fail_before_training(tmp_path, image_folder):
     for settings in (
         {"degradation": "jpeg"},
         {"degradation": "clean"},  # that is "bicubic"
+        {"degradation": "jpeg50", "degradation_preset": "light"},  # a preset would be ignored
         {"degradation": "realistic", "degradation_preset": "x"},
         {"val_track": "x"},
     ):

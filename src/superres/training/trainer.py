@@ -208,6 +208,11 @@ def _optimizer(model: LoadedModel, lr: float) -> torch.optim.Optimizer:
 
 
 def _degradation(config: TrainConfig) -> RealisticConfig | Track | None:
+    if config.degradation != "realistic" and config.degradation_preset != "standard":
+        raise SuperresError(
+            f"a degradation preset applies to the realistic degradation only, "
+            f"not to {config.degradation!r}"
+        )
     if config.degradation == "bicubic":
         return None
     if config.degradation == "realistic":
