@@ -36,6 +36,7 @@ from superres.engine.evaluation import (
     low_resolution_pair,
 )
 from superres.engine.inference import Upscaler
+from superres.engine.runtime import cpu_features
 from superres.models import load_model, load_weights_file
 from superres.models.registry import shipped_scales
 from superres.quality.metrics import score
@@ -195,6 +196,7 @@ def main() -> None:
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "command": command,
         "threads": 2,
+        "cpu_features": cpu_features(),
         "protocol": "standard: Y of BT.601 YCbCr, border = scale shaved, Gaussian SSIM",
         "tracks": {name: t.description for name, t in TRACKS.items()},
         "scores": rows,
@@ -232,7 +234,8 @@ def markdown(payload: dict) -> str:
     pictures = "\n".join(f"![{f}]({f})" for f in payload["figures"])
     return (
         f"# Real-world inputs ({payload['date']})\n\n"
-        f"Made by `{payload['command']}` on this machine ({payload['threads']} threads).\n"
+        f"Made by `{payload['command']}` on this machine ({payload['threads']} threads; CPU "
+        f"features: {', '.join(payload['cpu_features']) or 'none'}).\n"
         f"Protocol: {payload['protocol']}. Input tracks:\n\n{tracks}\n\n{table}\n"
         "## Speed: 320x240 -> 1280x960 (x4), timed side by side in one process\n\n"
         f"{timing}\n## Figures\n\n{pictures}\n"

@@ -42,7 +42,7 @@ from superres.engine.runtime import (
     BF16_MAX_COST_DB,
     DEFAULT_TILE,
     bf16_affordable,
-    cpu_flags,
+    cpu_features,
     cpu_has_native_bf16,
     onnxruntime_available,
     read_runtime_table,
@@ -89,11 +89,6 @@ def configurations() -> list[Configuration]:
 def matmul_gflops(repeats: int, size: int = 2048) -> float:
     a, b = torch.randn(size, size), torch.randn(size, size)
     return 2 * size**3 / median_seconds(lambda: a @ b, repeats) / 1e9
-
-
-def cpu_features() -> list[str]:
-    wanted = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16"]
-    return [flag for flag in wanted if flag in cpu_flags()]
 
 
 def plain_eager(model: LoadedModel) -> Callable[[np.ndarray], np.ndarray]:
@@ -302,6 +297,10 @@ def markdown(rows: list[dict[str, Any]], costs: list[dict[str, Any]], header: st
             for c in costs
         ],
     )
+    if not costs:  # bf16_cost measures nothing without native bf16 or Set5
+        cost_table = (
+            "Not measured: this CPU has no native bf16, or ../shared/datasets/Set5 is absent.\n"
+        )
     return (
         header + markdown_table(columns, table) + "\n## What bf16 costs in quality\n\n" + cost_table
     )
@@ -312,6 +311,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--models", help="Comma-separated names (default: every shipped model).")
     parser.add_argument(
+        "--scales", help="Comma-separated scales (default: each model's every shipped scale)."
+    )
+    parser.add_argument(
         "--write-defaults", action="store_true", help="Record the defaults in runtime.json."
     )
     args = parser.parse_args()
@@ -319,7 +321,10 @@ def main() -> None:
     ceiling = matmul_gflops(args.repeats)
     rng = np.random.default_rng(0)
     rows, costs, entries = [], [], {}
+    scales = {int(s) for s in args.scales.split(",")} if args.scales else None
     for model in selected_models(args.models):
+        if scales is not None and model.scale not in scales:
+            continue
         height, width = (side // model.scale for side in OUTPUT_SIZE)
         low = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         model_rows, cost, entry = measure_model(model, low, args.repeats, ceiling)
@@ -332,7 +337,7 @@ def main() -> None:
         "speed"
         if not args.models
         else "speed-" + "-".join(n.strip() for n in args.models.split(","))
-    )
+    ) + ("".join(f"-x{s}" for s in sorted(scales)) if scales else "")
     if args.write_defaults:
         measured = f"{now:%Y-%m-%d}, {THREADS} threads, {' '.join(features) or 'no features'}"
         print(f"defaults: {write_defaults(entries, measured)}")

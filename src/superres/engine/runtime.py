@@ -60,6 +60,12 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def cpu_features() -> list[str]:
+    """The flags that decide CPU inference speed, for benchmark reports to name the machine."""
+    wanted = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16"]
+    return [flag for flag in wanted if flag in cpu_flags()]
+
+
 def cpu_has_native_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
