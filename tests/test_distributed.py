@@ -24,6 +24,9 @@ from superres.training.distributed import World, join_world, leave_world
 from superres.training.trainer import CHECKPOINT, LOG, RUN, WEIGHTS, Trainer
 
 ATOL = 1e-5  # gradients summed in another order: float rounding, nothing more
+# With a discriminator, Adam's first steps make a whole learning-rate step of any gradient that
+# rounding alone decides (its update is about lr * sign(g)), so the same rounding shows larger.
+ADVERSARIAL_ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +52,12 @@ def _log(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+def _assert_close(
+    a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float = ATOL
+) -> None:
     assert a.keys() == b.keys()
     for key in a:
-        torch.testing.assert_close(a[key], b[key], atol=ATOL, rtol=0)
+        torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0)
 
 
 @pytest.mark.parametrize("degradation", ["bicubic", "realistic"])
@@ -125,15 +130,16 @@ def test_two_processes_equal_one_and_resume_alone(
     # Each rank's loss is over its own half of the batch; together, the whole batch's.
     halves = [json.loads((tmp_path / f"losses{rank}.json").read_text()) for rank in (0, 1)]
     assert halves[0] != halves[1]
-    np.testing.assert_allclose(np.mean(halves, axis=0), losses, atol=ATOL)
+    atol = ADVERSARIAL_ATOL if settings else ATOL
+    np.testing.assert_allclose(np.mean(halves, axis=0), losses, atol=atol)
     saved = {
         name: torch.load(run / CHECKPOINT, weights_only=True)
         for name, run in (("two", two), ("one", one))
     }
-    _assert_close(saved["two"]["model"], saved["one"]["model"])
+    _assert_close(saved["two"]["model"], saved["one"]["model"], atol)
     assert saved["two"]["world_size"] == 2 and saved["two"]["step"] == 4
     [row_two], [row_one] = _log(two), _log(one)
-    assert float(row_two["loss"]) == pytest.approx(float(row_one["loss"]), abs=ATOL)
+    assert float(row_two["loss"]) == pytest.approx(float(row_one["loss"]), abs=atol)
     assert float(row_two["val_psnr"]) == pytest.approx(float(row_one["val_psnr"]), abs=1e-3)
     assert json.loads((two / RUN).read_text())["segments"][0]["world_size"] == 2
 
@@ -142,7 +148,7 @@ def test_two_processes_equal_one_and_resume_alone(
     resumed.run()
     straight = Trainer(_config(image_folder, **settings), tmp_path / "straight")
     straight.run()
-    _assert_close(resumed.network.state_dict(), straight.network.state_dict())
+    _assert_close(resumed.network.state_dict(), straight.network.state_dict(), atol)
     assert [int(r["step"]) for r in _log(two)] == [4, 8]
     segments = json.loads((two / RUN).read_text())["segments"]
     assert [(s["from_step"], s["world_size"]) for s in segments] == [(0, 2), (4, 1)]

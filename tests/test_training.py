@@ -14,7 +14,7 @@ from skimage import data
 from superres.errors import ModelError, SuperresError
 from superres.imageio.files import write_image
 from superres.models import create_model, load_weights_file, save_weights
-from superres.training.adversarial import UNetDiscriminator
+from superres.training.adversarial import BlurHalving, UNetDiscriminator
 from superres.training.trainer import (
     CHECKPOINT,
     LOG,
@@ -109,6 +109,18 @@ def test_discriminator_judges_every_pixel_of_any_size():
     discriminator = UNetDiscriminator(channels=3, width=4)
     logits, features = discriminator(torch.rand(2, 3, 27, 41))
     assert logits.shape == (2, 1, 27, 41) and len(features) == 6
+
+
+def test_discriminator_halvings_keep_flat_areas_and_remove_the_stride_period():
+    """A checkerboard (the period a stride-2 layer sends back) has no response; flat stays."""
+    halving = BlurHalving(channels=2)
+    flat = torch.full((1, 2, 16, 16), 0.5)
+    assert torch.allclose(halving(flat), torch.full((1, 2, 8, 8), 0.5))
+    rows, cols = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
+    checker = ((rows + cols) % 2 * 2 - 1).float().expand(1, 2, 16, 16)
+    assert halving(checker).abs().max() < 1e-6
+    ramp = cols.float().expand(1, 2, 16, 16)
+    assert halving(ramp).abs().max() > 1  # not a layer that outputs zeros
 
 
 def test_weight_average_is_what_validation_scores_and_the_weights_file_holds(

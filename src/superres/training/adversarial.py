@@ -19,8 +19,28 @@ from torch.nn.utils.parametrizations import spectral_norm
 from superres.training.distributed import World
 
 
+class BlurHalving(nn.Module):
+    """A binomial blur, then every other pixel (Zhang, "Making convolutional networks
+    shift-invariant again", 2019). A plain stride-2 convolution sends back gradients with its
+    stride's period, and a fine-tuned generator learnt that as a checkerboard (docs/training.md,
+    real steps 12 and 19); the blur has no response at that period."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        kernel = (taps[:, None] * taps[None, :]) / taps.sum() ** 2
+        self.register_buffer("kernel", kernel.expand(channels, 1, 3, 3).clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        return F.conv2d(padded, self.kernel.to(x.dtype), stride=2, groups=x.shape[1])
+
+
 def _down(channels_in: int, channels_out: int) -> nn.Module:
-    return spectral_norm(nn.Conv2d(channels_in, channels_out, 4, stride=2, padding=1))
+    return nn.Sequential(
+        spectral_norm(nn.Conv2d(channels_in, channels_out, 3, padding=1)),
+        BlurHalving(channels_out),
+    )
 
 
 def _same(channels_in: int, channels_out: int) -> nn.Module:
