@@ -284,23 +284,23 @@ def markdown(rows: list[dict[str, Any]], costs: list[dict[str, Any]], header: st
         ]
         for r in rows
     ]
-    cost_table = markdown_table(
-        ["model", "scale", "Set5 PSNR fp32", "Set5 PSNR bf16", "cost dB"],
-        [
+    cost_table = (
+        markdown_table(
+            ["model", "scale", "Set5 PSNR fp32", "Set5 PSNR bf16", "cost dB"],
             [
-                c["model"],
-                f"x{c['scale']}",
-                f"{c['set5_psnr_fp32']:.4f}",
-                f"{c['set5_psnr_bf16']:.4f}",
-                f"{c['cost_db']:.4f}",
-            ]
-            for c in costs
-        ],
-    )
-    if not costs:  # bf16_cost measures nothing without native bf16 or Set5
-        cost_table = (
-            "Not measured: this CPU has no native bf16, or ../shared/datasets/Set5 is absent.\n"
+                [
+                    c["model"],
+                    f"x{c['scale']}",
+                    f"{c['set5_psnr_fp32']:.4f}",
+                    f"{c['set5_psnr_bf16']:.4f}",
+                    f"{c['cost_db']:.4f}",
+                ]
+                for c in costs
+            ],
         )
+        if costs  # bf16_cost measures nothing without native bf16 or Set5
+        else "Not measured: this CPU has no native bf16, or ../shared/datasets/Set5 is absent.\n"
+    )
     return (
         header + markdown_table(columns, table) + "\n## What bf16 costs in quality\n\n" + cost_table
     )
