@@ -39,30 +39,6 @@ def test_tiled_equals_untiled_on_an_image_of_many_tiles(astronaut, name, scale):
     assert np.abs(whole.astype(int) - tiled).max() <= 1
 
 
-def test_a_block_grid_model_reads_the_grid_phase_and_tiles_on_the_grid(astronaut):
-    """Block-position planes make the output depend on where a pixel sits in the 8x8 grid:
-    moving the input by a whole block moves the output with it, moving it by one pixel does
-    not. Tiles (and the mirroring of images smaller than the receptive field) keep the phase,
-    so tiled output equals whole-image output."""
-    torch.manual_seed(0)
-    model = create_model("real", 2, blocks=2, block_grid=8)
-    for p in model.network.parameters():
-        torch.nn.init.normal_(p, std=0.05)
-    assert model.contract.size_multiple == 8
-    whole = Upscaler(model, tile=512, **EXACT).upscale(astronaut)
-    assert np.array_equal(whole, Upscaler(model, tile=20, **EXACT).upscale(astronaut))
-    for shift, follows in ((8, True), (1, False)):
-        moved = Upscaler(model, tile=512, **EXACT).upscale(astronaut[shift:])
-        same = np.array_equal(
-            moved[40:120, 40:120], whole[40 + 2 * shift : 120 + 2 * shift, 40:120]
-        )
-        assert same == follows
-    tiny = astronaut[:6, :5]  # under the 24-pixel receptive field: mirrored out to 24x24
-    padded = np.pad(tiny, [(8, 10), (8, 11), (0, 0)], mode="symmetric")  # offsets on the grid
-    expected = Upscaler(model, tile=512, **EXACT).upscale(padded)[16:28, 16:26]
-    assert np.array_equal(Upscaler(model, tile=512, **EXACT).upscale(tiny), expected)
-
-
 def test_zero_detail_model_is_exactly_matlab_bicubic_on_grey(astronaut):
     model = create_model("compact", 2)
     for p in model.network.tail.parameters():

@@ -56,10 +56,9 @@ def check_output_size(height: int, width: int, factor: float, limit: int | None)
         )
 
 
-def _mirror_out(image: np.ndarray, side: int, grid: int) -> tuple[np.ndarray, int, int]:
+def _mirror_out(image: np.ndarray, side: int) -> tuple[np.ndarray, int, int]:
     """``image`` mirrored (MATLAB's symmetric rule) until both sides reach ``side``; with the
-    offset (top, left) of the original in it, a multiple of ``grid`` (the network's size
-    multiple: pooling or block grids keep their phase).
+    offset (top, left) of the original in it.
 
     Networks pad their convolutions with zeros. On an image narrower than their receptive
     field every pixel sees those zeros from both sides at once, which training never showed
@@ -69,7 +68,7 @@ def _mirror_out(image: np.ndarray, side: int, grid: int) -> tuple[np.ndarray, in
     grow_h, grow_w = max(0, side - image.shape[0]), max(0, side - image.shape[1])
     if not grow_h and not grow_w:
         return image, 0, 0
-    top, left = grow_h // 2 // grid * grid, grow_w // 2 // grid * grid
+    top, left = grow_h // 2, grow_w // 2
     pads = [(top, grow_h - top), (left, grow_w - left), (0, 0)]
     return np.pad(image, pads, mode="symmetric"), top, left
 
@@ -256,7 +255,7 @@ class Upscaler:
         check_output_size(height, width, max(self.scale, outscale or 0), self.max_output_pixels)
         contract, s = self.model.contract, self.scale
         receptive_field = _round_up(2 * contract.context + 1, contract.size_multiple)
-        mirrored, top, left = _mirror_out(image, receptive_field, contract.size_multiple)
+        mirrored, top, left = _mirror_out(image, receptive_field)
         out = self._enlarge(mirrored, progress)
         out = np.ascontiguousarray(out[top * s : (top + height) * s, left * s : (left + width) * s])
         if outscale is not None:

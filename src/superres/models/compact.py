@@ -25,48 +25,18 @@ class ResidualBlock(nn.Module):
         return x + self.conv2(F.relu(self.conv1(x)))
 
 
-def block_phases(low_res: torch.Tensor, grid: int) -> torch.Tensor:
-    """One-hot planes of each pixel's row and column position modulo ``grid`` (2 * grid
-    planes), counted from the input's top-left pixel.
-
-    JPEG quantises 8x8 blocks (16x16 for 4:2:0 chroma) laid from the image's origin, so its
-    error depends on where a pixel sits in its block; a convolution alone cannot tell a block
-    edge from a texture edge. Built by cumulative sums rather than ``arange`` so height and
-    width stay dynamic in an ONNX export.
-    """
-    phases = torch.arange(grid, dtype=low_res.dtype, device=low_res.device).view(1, grid, 1, 1)
-    column = torch.ones_like(low_res[:, :1, :, :1])  # (n, 1, h, 1)
-    row = torch.ones_like(low_res[:, :1, :1, :])  # (n, 1, 1, w)
-    rows = ((column.cumsum(2) - 1) % grid == phases).to(low_res.dtype) * row
-    columns = ((row.cumsum(3) - 1) % grid == phases).to(low_res.dtype) * column
-    return torch.cat([rows, columns], dim=1)
-
-
 class CompactSR(nn.Module):
-    def __init__(
-        self,
-        scale: int,
-        channels: int = 1,
-        width: int = 32,
-        blocks: int = 8,
-        block_grid: int = 0,
-    ) -> None:
-        """``block_grid`` > 0 also feeds the head each pixel's position in a grid of that
-        period (:func:`block_phases`); tiles are then cut on that grid, so every tile sees
-        the positions the whole image would."""
+    def __init__(self, scale: int, channels: int = 1, width: int = 32, blocks: int = 8) -> None:
         super().__init__()
         self.scale = scale
-        self.block_grid = block_grid
-        self.head = conv(channels + 2 * block_grid, width, 3)
+        self.head = conv(channels, width, 3)
         self.body = nn.Sequential(
             *(ResidualBlock(width) for _ in range(blocks)), conv(width, width, 3)
         )
         self.tail = conv(width, channels * scale * scale, 3)
         self.upsample = MatlabBicubicUpsample(scale, channels)
         # Each 3x3 convolution sees one more LR pixel; the bicubic skip needs two.
-        self.contract = NetworkContract(
-            scale, channels, context=2 * blocks + 3 + 2, size_multiple=max(1, block_grid)
-        )
+        self.contract = NetworkContract(scale, channels, context=2 * blocks + 3 + 2)
         self.blocks = blocks
 
     def grown(self, state: dict[str, torch.Tensor], blocks: int) -> dict[str, torch.Tensor]:
@@ -77,8 +47,7 @@ class CompactSR(nn.Module):
         zeroed). Extra channels start from this network's own initial values, except that
         every weight from a new channel into an old one is zeroed: the old channels compute
         what they did, the new ones do not reach the output yet, and every weight still
-        gets a gradient (new channels carry signal, the zeroed weights read it). Block-position
-        planes added to the head's input are new input channels like any other."""
+        gets a gradient (new channels carry signal, the zeroed weights read it)."""
         if not blocks <= self.blocks:
             raise ValueError(f"cannot deepen a {blocks}-block network into {self.blocks} blocks")
         own = self.state_dict()
@@ -95,12 +64,7 @@ class CompactSR(nn.Module):
         return {name: _widened(t, own[name]) if name in own else t for name, t in grown.items()}
 
     def forward(self, low_res: torch.Tensor) -> torch.Tensor:
-        head_input = (
-            torch.cat([low_res, block_phases(low_res, self.block_grid)], dim=1)
-            if self.block_grid
-            else low_res
-        )
-        features = self.head(head_input)
+        features = self.head(low_res)
         features = features + self.body(features)
         detail = F.pixel_shuffle(self.tail(features), self.scale)
         return self.upsample(low_res) + detail

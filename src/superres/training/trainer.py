@@ -160,8 +160,8 @@ def _same_family(found_name: str, wanted_name: str) -> bool:
 
 
 def _growing(found: tuple[str, dict], wanted: tuple[str, dict]) -> bool:
-    """Whether ``wanted`` is ``found`` with more residual blocks or channels (neither fewer),
-    or with block-position planes where it had none, and nothing else changed."""
+    """Whether ``wanted`` is ``found`` with more residual blocks or channels (neither fewer)
+    and nothing else changed."""
     (found_name, found_hyper), (wanted_name, wanted_hyper) = found, wanted
     grows = ("blocks", "width")
     if not _same_family(found_name, wanted_name) or any(
@@ -169,16 +169,9 @@ def _growing(found: tuple[str, dict], wanted: tuple[str, dict]) -> bool:
     ):
         return False
     sizes = [(found_hyper[key], wanted_hyper.get(key, 0)) for key in grows]
-    grids = found_hyper.get("block_grid", 0), wanted_hyper.get("block_grid", 0)
-
-    def fixed(hyper: dict) -> dict:
-        return {key: value for key, value in hyper.items() if key not in (*grows, "block_grid")}
-
-    return (
-        all(old <= new for old, new in sizes)
-        and grids[0] in (0, grids[1])
-        and fixed(found_hyper) == fixed(wanted_hyper)
-    )
+    return all(old <= new for old, new in sizes) and {
+        key: value for key, value in found_hyper.items() if key not in grows
+    } == {key: value for key, value in wanted_hyper.items() if key not in grows}
 
 
 def config_changes(saved: dict[str, Any], config: TrainConfig) -> dict[str, tuple[Any, Any]]:
