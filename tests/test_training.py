@@ -12,7 +12,6 @@ from helpers import tiny_config
 from skimage import data
 
 from superres.errors import ModelError, SuperresError
-from superres.imageio.color import YCBCR_TO_RGB
 from superres.imageio.files import write_image
 from superres.models import create_model, load_weights_file, save_weights
 from superres.training.adversarial import BlurHalving, UNetDiscriminator
@@ -22,24 +21,7 @@ from superres.training.trainer import (
     WEIGHTS,
     Trainer,
     TrainingInterrupted,
-    luma_weighted_mse,
 )
-
-
-def test_luma_weighted_mse_counts_chroma_errors_at_a_quarter():
-    """An error of one size in Y costs four times what it costs in Cb or in Cr; on grey
-    outputs the loss is plain MSE."""
-    target = torch.rand(2, 3, 6, 5, generator=torch.Generator().manual_seed(0))
-
-    def cost(ycbcr_error: list[float]) -> float:
-        rgb_error = torch.tensor(YCBCR_TO_RGB @ np.array(ycbcr_error) * 255, dtype=torch.float32)
-        return luma_weighted_mse(target + rgb_error.view(1, 3, 1, 1), target).item()
-
-    assert cost([0.1, 0, 0]) == pytest.approx(0.01, rel=1e-4)
-    assert cost([0, 0.1, 0]) == pytest.approx(0.0025, rel=1e-4)
-    assert cost([0, 0, 0.1]) == pytest.approx(0.0025, rel=1e-4)
-    grey = target[:, :1]
-    assert luma_weighted_mse(grey + 0.1, grey).item() == pytest.approx(0.01, rel=1e-4)
 
 
 @pytest.fixture(scope="module")

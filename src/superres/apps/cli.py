@@ -342,13 +342,7 @@ def train_command(
     lr: Annotated[
         float | None, typer.Option(help="Adam learning rate, cosine decay to 0 [0.001].")
     ] = None,
-    loss: Annotated[
-        Loss | None,
-        typer.Option(
-            help="Training loss [l1]; mse-luma: squared error in YCbCr, chroma at a quarter "
-            "of luma's weight (RGB models)."
-        ),
-    ] = None,
+    loss: Annotated[Loss | None, typer.Option(help="Training loss [l1].")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of weights and patches [0].")] = None,
     precision: Annotated[
         TrainPrecision | None, typer.Option(help="bf16: autocast forward pass [fp32].")

@@ -33,7 +33,6 @@ from superres.engine.evaluation import evaluate, load_references
 from superres.engine.inference import Upscaler
 from superres.engine.runtime import cpu_has_native_bf16
 from superres.errors import SuperresError
-from superres.imageio.color import RGB_TO_YCBCR
 from superres.models import LoadedModel, create_model, load_weights_file, save_weights
 from superres.models.registry import ARCHITECTURES
 from superres.quality.realistic import TRACKS, RealisticConfig, Track, preset, track
@@ -46,9 +45,9 @@ WEIGHTS = "model.safetensors"
 LOG = "log.csv"
 RUN = "run.json"
 LOG_FIELDS = ["epoch", "step", "loss", "val_psnr", "val_ssim", "lr", "seconds"]
-Loss = Literal["l1", "mse", "mse-luma"]
+Loss = Literal["l1", "mse"]
 TrainPrecision = Literal["fp32", "bf16"]  # fp16 would need loss scaling: not offered
-LOSSES: tuple[Loss, ...] = ("l1", "mse", "mse-luma")
+LOSSES: tuple[Loss, ...] = ("l1", "mse")
 TRAIN_PRECISIONS: tuple[TrainPrecision, ...] = ("fp32", "bf16")
 # "clean" is the bicubic degradation itself.
 TRAINING_TRACKS = tuple(name for name in TRACKS if name != "clean")
@@ -114,34 +113,11 @@ class TrainingInterrupted(SuperresError):
         self.step = step
 
 
-# mse-luma: how much an error in Cb or Cr counts against the same error in Y.
-CHROMA_WEIGHT = 0.25
-_RGB_TO_YCBCR = torch.tensor(RGB_TO_YCBCR / 255.0, dtype=torch.float32)
-
-
-def luma_weighted_mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Squared error in BT.601 YCbCr, chroma at :data:`CHROMA_WEIGHT` of luma; on grey
-    (one-channel) outputs, plain MSE.
-
-    The literature scores Y alone, and eyes resolve colour about half as finely as brightness
-    in each direction (why JPEG keeps a quarter of the chroma samples). Plain RGB MSE gives
-    chroma two thirds of the weight, and on 4:2:0 JPEG inputs chroma errors are the largest:
-    a small network spends much of itself on what neither the metric nor the eye weighs most.
-    """
-    if output.shape[1] != 3:
-        return F.mse_loss(output, target)
-    error = torch.einsum("ij,njhw->nihw", _RGB_TO_YCBCR.to(output.device), output - target)
-    per_channel = error.square().mean(dim=(0, 2, 3))
-    return per_channel[0] + CHROMA_WEIGHT * (per_channel[1] + per_channel[2])
-
-
 def _loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if name == "l1":
         return F.l1_loss
     if name == "mse":
         return F.mse_loss
-    if name == "mse-luma":
-        return luma_weighted_mse
     raise SuperresError(f"unknown loss {name!r}; choose {' or '.join(LOSSES)}")
 
 
