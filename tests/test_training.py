@@ -315,6 +315,32 @@ def test_a_track_without_noise_degrades_every_step_alike(image_folder, tmp_path)
     assert not np.array_equal(first.low_res, plain.low_res)
 
 
+def test_a_grey_share_makes_black_and_white_patches_and_leaves_the_others_alone(
+    image_folder, tmp_path
+):
+    """Greyed patches are three equal planes on both sides (degraded as one plane, as a grey
+    JPEG file is); the other patches are exactly what a run without the option draws."""
+    settings = dict(model="real", hyper={"width": 4, "blocks": 1}, degradation="realistic")
+    colour = Trainer(_config(image_folder, **settings), tmp_path / "colour").sampler
+    mixed = Trainer(_config(image_folder, grey=0.5, **settings), tmp_path / "mixed").sampler
+    colour.rng.bit_generator.state = mixed.rng.bit_generator.state
+    greyed = 0
+    for step in range(6):
+        state = mixed.rng.bit_generator.state
+        batch = mixed.batch(2, step=step)
+        colour.rng.bit_generator.state = state
+        plain = colour.batch(2, step=step)
+        for k in range(2):
+            planes = (batch.high_res[k], batch.low_res[k])
+            if all(np.array_equal(p[0], p[c]) for p in planes for c in (1, 2)):
+                greyed += not np.array_equal(batch.high_res[k], plain.high_res[k])
+            else:
+                assert np.array_equal(batch.low_res[k], plain.low_res[k])
+    assert 0 < greyed < 12
+    with pytest.raises(SuperresError, match="grey share"):
+        Trainer(_config(image_folder, grey=0.5), tmp_path / "luma")  # a Y model
+
+
 def test_unknown_degradation_names_fail_before_training(tmp_path, image_folder):
     for settings in (
         {"degradation": "jpeg"},

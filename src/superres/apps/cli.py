@@ -381,6 +381,14 @@ def train_command(
             metavar="LIST",
         ),
     ] = None,
+    grey: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of patches made black-and-white before degrading, e.g. 0.1 (RGB "
+            "models: old photos and scans have no colour) [0].",
+            metavar="SHARE",
+        ),
+    ] = None,
     hyper: Annotated[
         list[str] | None,
         typer.Option(
@@ -442,6 +450,7 @@ def train_command(
         "init": str(init) if init else None,
         "hyper": _hyper_settings(hyper) if hyper else None,
         "rescales": _factors(rescale) if rescale else None,
+        "grey": grey,
         "ema": ema,
         "adversarial": adversarial,
         "feature_matching": feature_matching,

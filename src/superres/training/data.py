@@ -86,12 +86,20 @@ class PatchSampler:
         degradation: RealisticConfig | Track | None = None,
         seed: int = 0,
         rescales: tuple[float, ...] = (1.0,),
+        grey: float = 0.0,
     ) -> None:
+        """``grey``: the share of RGB patches made black-and-white (BT.601 luma, as Pillow's
+        ``convert("L")``) and degraded as one plane, as a grey JPEG file is: old photos and
+        scans are common inputs, and colour training photos alone never show a network an
+        image without chroma."""
         if patch_size % scale:
             raise SuperresError(f"patch size {patch_size} must be a multiple of the scale {scale}")
         if not rescales or not all(0.1 <= factor <= 1.0 for factor in rescales):
             raise SuperresError(f"rescale factors must be in [0.1, 1], got {list(rescales)}")
+        if not 0.0 <= grey <= 1.0 or (grey and channels != 3):
+            raise SuperresError(f"the grey share must be in [0, 1], for RGB models; got {grey}")
         self.rescales = tuple(rescales)
+        self.grey = grey
         self.files = files
         self.scale = scale
         self.patch_size = patch_size
@@ -156,6 +164,17 @@ class PatchSampler:
         patch = np.rot90(patch, crop.turns)
         return patch[:, ::-1] if crop.flip else patch
 
+    def _greyed(self, patch: np.ndarray, step: int, index: int) -> np.ndarray:
+        """``patch`` as one grey plane for a ``grey`` share of (step, index), else unchanged;
+        drawn from its own stream, so runs without it keep their degradations."""
+        if (
+            not self.grey
+            or np.random.default_rng([self.seed, step, index, 1]).uniform() >= self.grey
+        ):
+            return patch
+        luma = patch.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        return np.clip(np.round(luma), 0, 255).astype(np.uint8)
+
     def _low_res(self, patch: np.ndarray, step: int, index: int) -> np.ndarray:
         if self.degradation is None:
             low = imresize_matlab(patch.astype(np.float64), scale=1.0 / self.scale)
@@ -172,8 +191,11 @@ class PatchSampler:
             self._swap_one()
         crops = [self._draw() for _ in range(size)]
         indices = range(size) if share is None else share
-        patches = [self._cut(crops[k]) for k in indices]
-        low = np.stack([self._low_res(p, step, k) for p, k in zip(patches, indices, strict=True)])
+        patches = [self._greyed(self._cut(crops[k]), step, k) for k in indices]
+        low = [self._low_res(p, step, k) for p, k in zip(patches, indices, strict=True)]
+        if self.grey:  # grey planes back to three equal channels, as the upscaler feeds them
+            patches, low = ([_as_rgb(p) for p in ps] for ps in (patches, low))
+        low = np.stack(low)
         return Batch(low_res=_planes(low), high_res=_planes(np.stack(patches).astype(np.float64)))
 
 
@@ -183,6 +205,10 @@ def _rescaled(image: np.ndarray, factor: float) -> np.ndarray:
         return image
     smaller = imresize_matlab(image.astype(np.float64), scale=factor)
     return np.clip(np.round(smaller), 0, 255).astype(np.uint8)
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
 
 
 def _planes(patches: np.ndarray) -> np.ndarray:

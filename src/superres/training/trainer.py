@@ -78,6 +78,8 @@ class TrainConfig:
     degradation_preset: str = "standard"
     val_track: str = "clean"  # the fixed degradation validation scores on
     rescales: list[float] = field(default_factory=lambda: [1.0])  # scale augmentation
+    # Share of patches made black-and-white before degrading (RGB models; see PatchSampler).
+    grey: float = 0.0
     # Decay of an exponential moving average of the weights, which validation scores and the
     # exported weights are (Real-ESRGAN uses 0.999); 0: the weights as trained.
     ema: float = 0.0
@@ -272,6 +274,7 @@ class Trainer:
             degradation=_degradation(config),
             seed=config.seed,
             rescales=tuple(config.rescales),
+            grey=config.grey,
         )
         track(config.val_track)  # an unknown track fails before any training
         self.validation = load_references(Path(config.val)) if config.val else []
