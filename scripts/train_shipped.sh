@@ -28,21 +28,27 @@ declare -A recipe=(
   [espcn-x3]="espcn 3 96 20000 l1 1e-3 16"
   [espcn-x4]="espcn 4 128 20000 l1 1e-3 16"
   [autoencoder-x2]="autoencoder 2 64 5000 l1 5e-4 16"
+  [srcnn-955-x2-long]="srcnn-955 2 48 70000 mse 5e-4 16 srcnn-955-x2"
+)
+# Options beyond the common ones, per recipe.
+declare -A extra=(
+  [srcnn-955-x2-long]="--ema 0.999 --rescale 0.6,0.7,0.8,0.9,1"
 )
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(srcnn-955-x3 srcnn-955-x2 srcnn-955-x4 compact-x3 compact-x2 compact-x4
+[ ${#names[@]} -gt 0 ] || names=(srcnn-955-x3 srcnn-955-x2 srcnn-955-x2-long srcnn-955-x4 compact-x3 compact-x2 compact-x4
          fsrcnn-x3 fsrcnn-x3-mse espcn-x3 fsrcnn-x2 fsrcnn-x4 espcn-x2 espcn-x4 autoencoder-x2)
 for name in "${names[@]}"; do
   read -r model scale patch steps loss lr batch start <<<"${recipe[$name]}"
+  read -r -a options <<<"${extra[$name]:-}"
   run=runs/$name
   resume=()
   [ -f "$run/checkpoint.pt" ] && resume=(--resume)
   [ -n "$start" ] && [ ${#resume[@]} -eq 0 ] && resume=(--init "runs/$start/model.safetensors")
   # Short runs (the autoencoder) validate more often than every 2000 steps.
-  epoch_steps=$(( steps < 20000 ? 500 : 2000 ))
+  epoch_steps=$(( steps < 20000 ? 500 : steps > 50000 ? 5000 : 2000 ))
   "$superres" train --model "$model" --scale "$scale" --train "$data/T91" --train "$data/BSD200" \
     --val "$data/Set5" -o "$run" --steps "$steps" --epoch-steps "$epoch_steps" --patch-size "$patch" \
-    --batch-size "$batch" --lr "$lr" --loss "$loss" --precision bf16 --seed 0 "${resume[@]}"
+    --batch-size "$batch" --lr "$lr" --loss "$loss" --precision bf16 --seed 0 "${resume[@]}" "${options[@]}"
   cp "$run/model.safetensors" "src/superres/models/weights/$model-x$scale.safetensors"
   mkdir -p docs/results/training-logs && cp "$run/log.csv" "docs/results/training-logs/$name.csv"
 done
