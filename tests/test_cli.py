@@ -214,3 +214,30 @@ def test_benchmark_passes_over_scales_a_model_is_not_shipped_at(tmp_path, astron
         "benchmark", "--datasets", tmp_path / "set", "--models", "autoencoder", "--scales", 3
     )
     assert result.exit_code != 0 and "shipped: x2" in str(result.exception)
+
+
+def test_benchmark_scores_a_denoise_strength(tmp_path, astronaut):
+    """`--denoise` runs real at that strength (labelled so) and bicubic as it is: strength 1 is
+    the model as shipped, 0 its keep-texture end, which scores differently; a list with no
+    such model is one clear error."""
+    write_image(tmp_path / "set" / "a.png", astronaut[:48, :48])
+
+    def scores(*extra: str) -> dict[str, float]:
+        rows = tmp_path / "rows.json"
+        result = invoke(
+            "benchmark", "--datasets", tmp_path / "set", "--models", "bicubic,real",
+            "--scales", 2, "--track", "jpeg50", "--device", "cpu", "--json", rows, *extra,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return {row["method"]: row["psnr"] for row in json.loads(rows.read_text())}
+
+    plain, full, keep = scores(), scores("--denoise", "1"), scores("--denoise", "0")
+    assert set(full) == {"bicubic", "real (denoise 1)"}
+    assert full["real (denoise 1)"] == pytest.approx(plain["real"], abs=1e-9)
+    assert keep["bicubic"] == plain["bicubic"]
+    assert abs(keep["real (denoise 0)"] - plain["real"]) > 0.01
+    result = invoke(
+        "benchmark", "--datasets", tmp_path / "set", "--models", "bicubic", "--scales", 2,
+        "--denoise", "0.5",
+    )  # fmt: skip
+    assert result.exit_code != 0 and "has that control" in str(result.exception)

@@ -534,6 +534,14 @@ def benchmark_command(
             "(clean: the papers').",
         ),
     ] = ["clean"],  # noqa: B006
+    denoise: Annotated[
+        float | None,
+        typer.Option(
+            help="Run the models that have a denoise control (real) at this strength in [0, 1]; "
+            "the others as they are.",
+            metavar="S",
+        ),
+    ] = None,
 ) -> None:
     """Standard-protocol PSNR/SSIM per dataset and scale, beside the published figures."""
     from superres.apps.report.tables import benchmark_markdown, benchmark_rows, write_text_atomic
@@ -550,7 +558,7 @@ def benchmark_command(
     for method, scale in unshipped_cells(methods, scale_list):
         out.print(f"skip {method} x{scale} (not shipped at x{scale})", highlight=False)
     results = benchmark(
-        methods, scale_list, datasets, backend, precision, _split_list(tracks), device
+        methods, scale_list, datasets, backend, precision, _split_list(tracks), device, denoise
     )
     rows = benchmark_rows(results, PUBLISHED)
     table = benchmark_markdown(rows)

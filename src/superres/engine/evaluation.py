@@ -14,6 +14,7 @@ import numpy as np
 
 from superres.engine.inference import Upscaler
 from superres.engine.runtime import DEFAULT_TILE, WHOLE_IMAGE
+from superres.errors import ModelError
 from superres.imageio.files import find_images, load_pixels
 from superres.models import load_model, resolve_name
 from superres.models.files import is_model_path
@@ -57,18 +58,30 @@ def bicubic_enlarger(scale: int) -> Enlarger:
 
 
 def enlarger_for(
-    method: str, scale: int, backend: str = "pytorch", precision: str = "fp32", device: str = "cpu"
+    method: str,
+    scale: int,
+    backend: str = "pytorch",
+    precision: str = "fp32",
+    device: str = "cpu",
+    denoise: float | None = None,
 ) -> Enlarger:
     """``bicubic``, a model name or a model file -> a function from LR pixels to SR pixels.
 
     Fixed settings rather than the machine's measured ``auto`` ones, so that scores are
-    reproducible anywhere; models that should not be tiled run on whole images.
+    reproducible anywhere; models that should not be tiled run on whole images. ``denoise``
+    is the strength for a model with that control (an error for one without).
     """
     if method == "bicubic":
         return bicubic_enlarger(scale)
     model = load_model(method, scale)
     tile = DEFAULT_TILE if model.contract.tileable else WHOLE_IMAGE
-    return Upscaler(model, tile=tile, device=device, precision=precision, backend=backend).upscale
+    return Upscaler(
+        model, tile=tile, device=device, precision=precision, backend=backend, denoise=denoise
+    ).upscale
+
+
+def has_denoise_control(method: str, scale: int) -> bool:
+    return method != "bicubic" and load_model(method, scale).keep_texture is not None
 
 
 def low_resolution_pair(
@@ -156,18 +169,39 @@ def benchmark(
     precision: str = "fp32",
     tracks: Sequence[str] = ("clean",),
     device: str = "cpu",
+    denoise: float | None = None,
 ) -> list[EvaluationResult]:
-    """Every method at every scale on every dataset and input track (standard protocol)."""
+    """Every method at every scale on every dataset and input track (standard protocol).
+
+    ``denoise`` runs the models that have that control at that strength (their rows are
+    labelled with it) and the others as they are; it is an error if no model has it."""
     for name in tracks:
         track(name)  # unknown names fail before any work
-    loaded = [(folder.name, load_references(folder)) for folder in datasets]
     passed_over = set(unshipped_cells(methods, scales))
+    controlled = set()
+    if denoise is not None:
+        controlled = {
+            (method, scale)
+            for method in methods
+            for scale in scales
+            if (method, scale) not in passed_over
+            and has_denoise_control(canonical_method(method), scale)
+        }
+        if not controlled:
+            raise ModelError(f"denoise {denoise:g}: none of {', '.join(methods)} has that control")
+    loaded = [(folder.name, load_references(folder)) for folder in datasets]
     results = []
     for method in methods:
         for scale in scales:
             if (method, scale) in passed_over:
                 continue
-            enlarge = enlarger_for(canonical_method(method), scale, backend, precision, device)
+            strength = denoise if (method, scale) in controlled else None
+            label = canonical_method(method)
+            if strength is not None:
+                label = f"{label} (denoise {strength:g})"
+            enlarge = enlarger_for(
+                canonical_method(method), scale, backend, precision, device, strength
+            )
             for name, references in loaded:
                 for degradation in tracks:
                     results.append(
@@ -175,7 +209,7 @@ def benchmark(
                             enlarge,
                             references,
                             scale,
-                            canonical_method(method),
+                            label,
                             name,
                             degradation=degradation,
                         )
