@@ -54,6 +54,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--every", type=int, default=4, help="Use every N-th BSD200 photo.")
     args = parser.parse_args()
+    if not DATA.is_dir():
+        print(f"skipped: {DATA} is absent")
+        return
     photos = load_references(DATA)[:: args.every]
     first = SHARED.first
     mixes = {

@@ -18,7 +18,7 @@ from superres.errors import ModelError
 from superres.imageio.files import find_images, load_pixels
 from superres.models import load_model, resolve_name
 from superres.models.files import is_model_path
-from superres.models.registry import shipped_scales
+from superres.models.registry import LoadedModel, shipped_scales
 from superres.quality.degrade import downscale, modcrop, resize
 from superres.quality.metrics import Protocol, Scores, score
 from superres.quality.realistic import TRACKS, track
@@ -58,30 +58,28 @@ def bicubic_enlarger(scale: int) -> Enlarger:
 
 
 def enlarger_for(
-    method: str,
-    scale: int,
+    method: str, scale: int, backend: str = "pytorch", precision: str = "fp32", device: str = "cpu"
+) -> Enlarger:
+    """``bicubic``, a model name or a model file -> a function from LR pixels to SR pixels."""
+    if method == "bicubic":
+        return bicubic_enlarger(scale)
+    return model_enlarger(load_model(method, scale), backend, precision, device)
+
+
+def model_enlarger(
+    model: LoadedModel,
     backend: str = "pytorch",
     precision: str = "fp32",
     device: str = "cpu",
     denoise: float | None = None,
 ) -> Enlarger:
-    """``bicubic``, a model name or a model file -> a function from LR pixels to SR pixels.
-
-    Fixed settings rather than the machine's measured ``auto`` ones, so that scores are
+    """Fixed settings rather than the machine's measured ``auto`` ones, so that scores are
     reproducible anywhere; models that should not be tiled run on whole images. ``denoise``
-    is the strength for a model with that control (an error for one without).
-    """
-    if method == "bicubic":
-        return bicubic_enlarger(scale)
-    model = load_model(method, scale)
+    is the strength for a model with that control (an error for one without)."""
     tile = DEFAULT_TILE if model.contract.tileable else WHOLE_IMAGE
     return Upscaler(
         model, tile=tile, device=device, precision=precision, backend=backend, denoise=denoise
     ).upscale
-
-
-def has_denoise_control(method: str, scale: int) -> bool:
-    return method != "bicubic" and load_model(method, scale).keep_texture is not None
 
 
 def low_resolution_pair(
@@ -178,42 +176,30 @@ def benchmark(
     for name in tracks:
         track(name)  # unknown names fail before any work
     passed_over = set(unshipped_cells(methods, scales))
-    controlled = set()
-    if denoise is not None:
-        controlled = {
-            (method, scale)
-            for method in methods
-            for scale in scales
-            if (method, scale) not in passed_over
-            and has_denoise_control(canonical_method(method), scale)
-        }
-        if not controlled:
-            raise ModelError(f"denoise {denoise:g}: none of {', '.join(methods)} has that control")
+    cells = [
+        (canonical_method(method), scale)
+        for method in methods
+        for scale in scales
+        if (method, scale) not in passed_over
+    ]
+    models = {cell: None if cell[0] == "bicubic" else load_model(*cell) for cell in cells}
+    controlled = {cell for cell, model in models.items() if model and model.keep_texture}
+    if denoise is not None and not controlled:
+        raise ModelError(f"denoise {denoise:g}: none of {', '.join(methods)} has that control")
     loaded = [(folder.name, load_references(folder)) for folder in datasets]
     results = []
-    for method in methods:
-        for scale in scales:
-            if (method, scale) in passed_over:
-                continue
+    for (method, scale), model in models.items():
+        label, enlarge = method, bicubic_enlarger(scale)
+        if model is not None:
             strength = denoise if (method, scale) in controlled else None
-            label = canonical_method(method)
             if strength is not None:
-                label = f"{label} (denoise {strength:g})"
-            enlarge = enlarger_for(
-                canonical_method(method), scale, backend, precision, device, strength
-            )
-            for name, references in loaded:
-                for degradation in tracks:
-                    results.append(
-                        evaluate(
-                            enlarge,
-                            references,
-                            scale,
-                            label,
-                            name,
-                            degradation=degradation,
-                        )
-                    )
+                label = f"{method} (denoise {strength:g})"
+            enlarge = model_enlarger(model, backend, precision, device, strength)
+        for name, references in loaded:
+            results += [
+                evaluate(enlarge, references, scale, label, name, degradation=degradation)
+                for degradation in tracks
+            ]
     return results
 
 
