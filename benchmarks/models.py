@@ -7,7 +7,7 @@ scored in fp32 and timed twice: in fp32 on PyTorch (like for like with OpenCV's 
 and as `superres upscale` runs them by default (``auto``: the measured fastest precision,
 backend and tile of runtime.json). Writes docs/results/models.{md,json}.
 
-    .venv/bin/pip install opencv-contrib-python-headless   # benchmark-only; never a dependency
+    .venv/bin/pip install 'opencv-contrib-python-headless<5'   # benchmark-only; never a dependency
     .venv/bin/python benchmarks/models.py [--scales 2,3,4] [--repeats 5]
 
 Peers come from ../shared/peers (read its README); they are skipped when it or
@@ -56,7 +56,11 @@ def opencv_peer(file_stem: str, scale: int) -> Enlarger | None:
     if not path.is_file() or not hasattr(cv2, "dnn_superres"):
         return None
     sr = cv2.dnn_superres.DnnSuperResImpl_create()
-    sr.readModel(str(path))
+    try:
+        sr.readModel(str(path))
+    except cv2.error as error:  # OpenCV 5 dropped the TensorFlow importer these .pb files need
+        print(f"skipped {path.name}: OpenCV {cv2.__version__} cannot read it ({error.err})")
+        return None
     sr.setModel(file_stem.split("-")[0].lower(), scale)
 
     def enlarge(low: np.ndarray) -> np.ndarray:

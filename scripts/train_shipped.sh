@@ -29,15 +29,17 @@ declare -A recipe=(
   [espcn-x4]="espcn 4 128 20000 l1 1e-3 16"
   [autoencoder-x2]="autoencoder 2 64 5000 l1 5e-4 16"
   [srcnn-955-x2-long]="srcnn-955 2 48 70000 mse 5e-4 16 srcnn-955-x2"
+  [srcnn-955-x3-long]="srcnn-955 3 48 35000 mse 5e-4 16 srcnn-955-x3"
   [srcnn-955-x4-long]="srcnn-955 4 64 70000 mse 5e-4 16 srcnn-955-x4"
 )
 # Options beyond the common ones, per recipe.
 declare -A extra=(
   [srcnn-955-x2-long]="--ema 0.999 --rescale 0.6,0.7,0.8,0.9,1"
+  [srcnn-955-x3-long]="--ema 0.999 --rescale 0.6,0.7,0.8,0.9,1"
   [srcnn-955-x4-long]="--ema 0.999 --rescale 0.6,0.7,0.8,0.9,1"
 )
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(srcnn-955-x3 srcnn-955-x2 srcnn-955-x2-long srcnn-955-x4 srcnn-955-x4-long compact-x3 compact-x2 compact-x4
+[ ${#names[@]} -gt 0 ] || names=(srcnn-955-x3 srcnn-955-x3-long srcnn-955-x2 srcnn-955-x2-long srcnn-955-x4 srcnn-955-x4-long compact-x3 compact-x2 compact-x4
          fsrcnn-x3 fsrcnn-x3-mse espcn-x3 fsrcnn-x2 fsrcnn-x4 espcn-x2 espcn-x4 autoencoder-x2)
 for name in "${names[@]}"; do
   read -r model scale patch steps loss lr batch start <<<"${recipe[$name]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from superres.training.trainer import (
     LOG,
     WEIGHTS,
     Trainer,
+    TrainingDiverged,
     TrainingInterrupted,
 )
 
@@ -364,6 +366,18 @@ def _rows(run) -> list[dict[str, str]]:
 def _same_weights(a: Trainer, b: Trainer) -> bool:
     pairs = zip(a.network.state_dict().values(), b.network.state_dict().values(), strict=True)
     return all(torch.equal(x, y) for x, y in pairs)
+
+
+def test_a_loss_that_is_not_a_number_stops_without_touching_the_checkpoint(tmp_path, image_folder):
+    trainer = Trainer(_config(image_folder), tmp_path / "run")
+    loss = trainer.loss_fn
+    trainer.loss_fn = lambda out, high: loss(out, high) * (math.nan if trainer.step == 5 else 1)
+    with pytest.raises(TrainingDiverged, match=r"step 6;.*\(step 4\) is intact.*fp32"):
+        trainer.run()
+    assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["step"] == 4
+    resumed = Trainer(_config(image_folder), tmp_path / "run")
+    resumed.resume()
+    assert all(torch.isfinite(t).all() for t in resumed.network.state_dict().values())
 
 
 def test_a_stop_checkpoints_the_current_step_and_resumes_exactly(tmp_path, image_folder):

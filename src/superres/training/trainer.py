@@ -115,6 +115,20 @@ class TrainingInterrupted(SuperresError):
         self.step = step
 
 
+class TrainingDiverged(SuperresError):
+    """The loss stopped being a number: nothing is saved, so the last checkpoint stays good."""
+
+    def __init__(self, step: int, run_dir: Path, saved_step: int | None) -> None:
+        saved = (
+            f"the checkpoint in {run_dir} (step {saved_step}) is intact; resume it with "
+            "`--resume --precision fp32`, or train again with a lower --lr"
+            if saved_step is not None
+            else "no checkpoint was written; train again with a lower --lr"
+        )
+        super().__init__(f"the loss became non-finite at step {step}; {saved}")
+        self.step = step
+
+
 def _loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if name == "l1":
         return F.l1_loss
@@ -281,6 +295,7 @@ class Trainer:
         self.step = 0
         self.best_psnr: float | None = None
         self.seconds = 0.0  # training time before this process started (resumed runs)
+        self.saved_step: int | None = None  # of the checkpoint on disk, once there is one
         self.losses: list[float] = []  # of the epoch under way, kept across a stop
         # Made last, so that runs without it draw the same random numbers as before it existed.
         self.adversary = (
@@ -337,6 +352,7 @@ class Trainer:
             "adversary": self.adversary.state_dict() if self.adversary else None,
         }
         _atomic_write(self.run_dir / CHECKPOINT, lambda handle: torch.save(state, handle))
+        self.saved_step = self.step
 
     def resume(self) -> None:
         """Continue from the checkpoint, with any number of processes; refuses a config that
@@ -362,7 +378,7 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.rng.bit_generator.state = json.loads(state["numpy_rng"])
         self.sampler.restore_pool(state["pool"])
-        self.step = int(state["step"])
+        self.step = self.saved_step = int(state["step"])
         self.best_psnr = state["best_psnr"]
         self.seconds = float(state.get("seconds", 0.0))
         self.losses = [float(v) for v in state.get("epoch_losses", [])]
@@ -529,7 +545,8 @@ class Trainer:
         """Train to ``config.steps`` (or stop early at step ``until``), validating and
         checkpointing every epoch and at the stop, so a later :meth:`resume` continues exactly.
         ``should_stop`` is asked after every step; once it (in any process) says so, the step
-        is checkpointed and :class:`TrainingInterrupted` raised in every process.
+        is checkpointed and :class:`TrainingInterrupted` raised in every process. A loss that
+        is not finite raises :class:`TrainingDiverged` without saving anything.
         """
         stop = min(self.config.steps, until or self.config.steps)
         if self.world.main:
@@ -540,6 +557,9 @@ class Trainer:
         started = time.monotonic() - self.seconds
         while self.step < stop:
             self.losses.append(self.train_step())
+            # Checked before the epoch's end, so a diverged network never overwrites a checkpoint.
+            if self.world.any(not math.isfinite(self.losses[-1])):
+                raise TrainingDiverged(self.step, self.run_dir, self.saved_step)
             if on_step:
                 on_step(self.step, self.losses[-1])
             if self.step % self.config.epoch_steps == 0 or self.step == stop:
