@@ -4,13 +4,15 @@ For each fixed degradation track (clean; JPEG q50; noise sigma 10 + JPEG q70; bl
 noise 5 + JPEG q60; see superres.quality.realistic.TRACKS): standard-protocol PSNR/SSIM on
 the Y channel of Set5 and Set14 at x4 (and x2 for ours), for bicubic, the clean-trained
 default model, the `real` model (at denoise strengths 1 and 0 where it has both weight sets)
-and the Real-ESRGAN ncnn peer. Then the speed target: 320x240 -> 1280x960, ours and the
+and the Real-ESRGAN ncnn peer; with ``--ensemble N``, also `real` as a self-ensemble of N at
+x4 (the targets' scale). Then the speed target: 320x240 -> 1280x960, ours and the
 peer timed in this one process, interleaved, 2 threads, median of several runs. Figures
 (original / input / each method, with scores) go beside the tables.
 Writes docs/results/realworld.{md,json} and docs/results/realworld-*.png.
 
     .venv/bin/pip install ncnn          # benchmark-only; never a dependency
     .venv/bin/python benchmarks/realworld.py [--scales 4,2] [--repeats 7] [--real-weights F]
+        [--ensemble 8]
 
 The peer comes from ../shared/peers (read its README); it is skipped when absent.
 """
@@ -80,7 +82,7 @@ def ncnn_peer(threads: int = 2) -> Enlarger | None:
     return enlarge
 
 
-def our_methods(scale: int, real_weights: Path | None) -> dict[str, Upscaler]:
+def our_methods(scale: int, real_weights: Path | None, ensemble: int) -> dict[str, Upscaler]:
     """Ours in fixed fp32 (scores must not depend on the machine's measured runtime)."""
     methods = {}
     if scale in shipped_scales("compact"):
@@ -98,18 +100,27 @@ def our_methods(scale: int, real_weights: Path | None) -> dict[str, Upscaler]:
             methods["real, denoise 0"] = Upscaler(
                 real, tile=1024, precision="fp32", backend="pytorch", denoise=0.0
             )
+        if ensemble > 1 and scale == 4:
+            methods[f"real, self-ensemble x{ensemble}"] = Upscaler(
+                real, tile=1024, precision="fp32", backend="pytorch", ensemble=ensemble
+            )
     return methods
 
 
-def methods_for(scale: int, real_weights: Path | None, peer: Enlarger | None) -> dict[str, Any]:
+def methods_for(
+    scale: int, real_weights: Path | None, peer: Enlarger | None, ensemble: int
+) -> dict[str, Any]:
     methods: dict[str, Enlarger] = {"bicubic": bicubic_enlarger(scale)}
-    methods.update({name: up.upscale for name, up in our_methods(scale, real_weights).items()})
+    ours = our_methods(scale, real_weights, ensemble)
+    methods.update({name: up.upscale for name, up in ours.items()})
     if peer is not None and scale == 4:
         methods[PEER] = peer
     return methods
 
 
-def speed(real_weights: Path | None, peer: Enlarger | None, repeats: int) -> list[dict]:
+def speed(
+    real_weights: Path | None, peer: Enlarger | None, repeats: int, ensemble: int
+) -> list[dict]:
     """320x240 -> 1280x960: ours as `superres upscale` runs it (auto) and in fp32, the peer."""
     rng = np.random.default_rng(0)
     photo = load_references(SHARED / "datasets" / "Set14")[0][1]  # a real photo, not noise
@@ -123,6 +134,10 @@ def speed(real_weights: Path | None, peer: Enlarger | None, repeats: int) -> lis
     if real is not None:
         runs["real (auto, as superres upscale runs it)"] = Upscaler(real).upscale
         runs["real (fp32, PyTorch)"] = Upscaler(real, precision="fp32", backend="pytorch").upscale
+        if ensemble > 1:
+            runs[f"real (auto, self-ensemble x{ensemble})"] = Upscaler(
+                real, ensemble=ensemble
+            ).upscale
     if peer is not None:
         runs[PEER] = peer
     for enlarge in runs.values():
@@ -169,6 +184,7 @@ def main() -> None:
     parser.add_argument("--scales", default="4,2")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--real-weights", type=Path, help="Score a run's weights, not shipped.")
+    parser.add_argument("--ensemble", type=int, default=1, help="Also real as a self-ensemble.")
     args = parser.parse_args()
     torch.set_num_threads(2)
     peer = ncnn_peer()
@@ -176,7 +192,7 @@ def main() -> None:
     rows = []
     figure_files: list[str] = []
     for scale in [int(s) for s in args.scales.split(",")]:
-        methods = methods_for(scale, args.real_weights, peer)
+        methods = methods_for(scale, args.real_weights, peer, args.ensemble)
         for name, enlarge in methods.items():
             for track in TRACKS:
                 row: dict[str, Any] = {"method": name, "scale": scale, "input": track}
@@ -186,9 +202,10 @@ def main() -> None:
                     row[f"{dataset}_ssim"] = round(result.ssim, 5)
                 rows.append(row)
                 print(row, flush=True)
-        if scale == 4:
-            figure_files = figures(methods, scale)
-    timings = speed(args.real_weights, peer, args.repeats)
+        if scale == 4:  # the self-ensemble's difference is not one to see
+            shown = {name: f for name, f in methods.items() if "self-ensemble" not in name}
+            figure_files = figures(shown, scale)
+    timings = speed(args.real_weights, peer, args.repeats, args.ensemble)
     command = "python benchmarks/realworld.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None
     )

@@ -52,8 +52,14 @@ def bicubic_model(scale: int) -> Upscaler:
 UPSCALERS = {scale: bicubic_model(scale) for scale in (2, 4)}
 
 
-def slow_factory(name: str, scale: int) -> Upscaler:
+ENSEMBLES_ASKED: list[int] = []  # by the page, as the server saw them
+
+
+def slow_factory(name: str, scale: int, ensemble: int = 1) -> Upscaler:
     time.sleep(WORK_SECONDS)
+    ENSEMBLES_ASKED.append(ensemble)
+    if ensemble > 1:
+        return Upscaler(UPSCALERS[scale].model, tile=None, ensemble=ensemble)
     return UPSCALERS[scale]
 
 
@@ -186,3 +192,16 @@ def test_sample_runs_at_the_default_scale(page, tmp_path) -> None:
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shot), full_page=True)
     assert np.asarray(Image.open(shot)).std() > 0
+
+
+def test_the_self_ensemble_menu_reaches_the_server(page, tmp_path) -> None:
+    path = tmp_path / "portrait.png"
+    Image.fromarray(data.astronaut()[40:112, 180:260]).save(path)
+    page.select_option("#scale", "2")
+    page.select_option("#ensemble", "4")
+    page.set_input_files("#file", str(path))
+    ENSEMBLES_ASKED.clear()
+    page.click("#run")
+    expect(page.locator("#result")).to_be_visible()
+    assert natural_size(page, "#after") == [160, 144]
+    assert ENSEMBLES_ASKED == [4]

@@ -216,6 +216,27 @@ def test_benchmark_passes_over_scales_a_model_is_not_shipped_at(tmp_path, astron
     assert result.exit_code != 0 and "shipped: x2" in str(result.exception)
 
 
+def test_benchmark_scores_a_self_ensemble(tmp_path, astronaut):
+    """`--ensemble N` runs every model as a self-ensemble, labelled so, scoring differently."""
+    write_image(tmp_path / "set" / "a.png", astronaut[:48, :48])
+
+    def scores(*extra: str) -> dict[str, float]:
+        rows = tmp_path / "rows.json"
+        result = invoke(
+            "benchmark", "--datasets", tmp_path / "set", "--models", "bicubic,default",
+            "--scales", 2, "--device", "cpu", "--json", rows, *extra,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return {row["method"]: row["psnr"] for row in json.loads(rows.read_text())}
+
+    plain, ensembled = scores(), scores("--ensemble", "4")
+    assert set(ensembled) == {"bicubic", "compact (self-ensemble x4)"}
+    assert ensembled["bicubic"] == plain["bicubic"]
+    assert abs(ensembled["compact (self-ensemble x4)"] - plain["compact"]) > 1e-4
+    result = invoke("benchmark", "--datasets", tmp_path / "set", "--ensemble", "5")
+    assert result.exit_code != 0 and "self-ensemble size must be" in str(result.exception)
+
+
 def test_benchmark_scores_a_denoise_strength(tmp_path, astronaut):
     """`--denoise` runs real at that strength (labelled so) and bicubic as it is: strength 1 is
     the model as shipped, 0 its keep-texture end, which scores differently; a list with no

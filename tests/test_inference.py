@@ -12,11 +12,11 @@ from superres.quality.degrade import imresize_matlab
 EXACT = {"precision": "fp32", "backend": "pytorch"}
 
 
-def _random_model(name: str, scale: int):
+def _random_model(name: str, scale: int, std: float = 0.05):
     torch.manual_seed(0)
     model = create_model(name, scale)
     for p in model.network.parameters():
-        torch.nn.init.normal_(p, std=0.05)
+        torch.nn.init.normal_(p, std=std)
     return model
 
 
@@ -109,3 +109,47 @@ def test_unknown_backend_and_precision_are_refused():
         Upscaler(model, backend="tensorrt")
     with pytest.raises(SuperresError, match="unknown precision"):
         Upscaler(model, precision="fp8")
+
+
+def _views(image: np.ndarray):
+    """The eight flips and transposes of an HxWxC image, each with its inverse."""
+    for transpose in (False, True):
+        for k in range(4):  # rotations by 0, 90, 180, 270 degrees, and their mirror images
+
+            def forward(x, k=k, transpose=transpose):
+                x = np.rot90(x, k)
+                return np.ascontiguousarray(x.transpose(1, 0, 2) if transpose else x)
+
+            def inverse(y, k=k, transpose=transpose):
+                return np.rot90(y.transpose(1, 0, 2) if transpose else y, -k)
+
+            yield forward, inverse
+
+
+@pytest.mark.parametrize("name", ["compact", "srcnn-955"])
+def test_self_ensemble_averages_the_model_over_flips_and_transposes(astronaut, name):
+    image = astronaut[:, :80]  # not square: a transpose changes the shape
+    model = _random_model(name, 2, std=0.02)  # detail that mostly stays in [0, 255]
+    plain = Upscaler(model, tile=512, **EXACT)
+    views = np.array([inverse(plain.upscale(forward(image))) for forward, inverse in _views(image)])
+    ensembled = Upscaler(model, tile=512, ensemble=8, **EXACT).upscale(image)
+    assert ensembled.shape == (192, 160, 3)
+    # The upscaler averages before clamping and rounding, by hand the clamped and rounded
+    # results: within a level wherever no view was clamped.
+    unclamped = ((views > 0) & (views < 255)).all(axis=0)
+    assert unclamped.mean() > 0.5
+    assert np.abs(ensembled - views.mean(axis=0))[unclamped].max() <= 1.0
+    assert np.abs(ensembled.astype(int) - plain.upscale(image)).max() > 2  # not the plain run
+
+
+def test_self_ensemble_tiled_equals_untiled(astronaut):
+    model = _random_model("compact", 3)
+    whole = Upscaler(model, tile=512, ensemble=4, **EXACT).upscale(astronaut[:, :80])
+    tiled = Upscaler(model, tile=20, ensemble=4, **EXACT).upscale(astronaut[:, :80])
+    assert np.abs(whole.astype(int) - tiled).max() <= 1
+
+
+@pytest.mark.parametrize("size", [0, 3, 16])
+def test_self_ensemble_sizes_other_than_1_2_4_8_are_refused(size):
+    with pytest.raises(SuperresError, match="self-ensemble size must be 1, 2, 4, 8"):
+        Upscaler(_random_model("compact", 2), ensemble=size)

@@ -721,6 +721,22 @@ def test_denoise_on_a_model_without_the_control_is_one_clear_error(tmp_path, pho
     assert not (tmp_path / "out").exists()
 
 
+def test_self_ensemble_through_the_cli_and_the_api(tmp_path, photo):
+    """`--ensemble N` and ``ensemble=N`` give the upscaler's self-ensemble (said in the run's
+    line); a size it has not is one clear error before anything is written."""
+    write_image(tmp_path / "photo.png", photo)
+    result = upscale_cli(tmp_path / "photo.png", "-o", tmp_path / "big.png", "--ensemble", "2")
+    assert result.exit_code == 0 and "self-ensemble x2" in result.output, result.output
+    by_upscaler = Upscaler("default", SCALE, ensemble=2).upscale(photo)
+    np.testing.assert_array_equal(read_image(tmp_path / "big.png").pixels, by_upscaler)
+    by_api = superres.upscale(photo, model="default", scale=SCALE, ensemble=2)
+    np.testing.assert_array_equal(by_api, by_upscaler)
+    assert not np.array_equal(by_upscaler, expected(photo))
+    result = upscale_cli(tmp_path / "photo.png", "-o", tmp_path / "out", "--ensemble", "3")
+    assert result.exit_code != 0 and "self-ensemble size must be" in str(result.exception)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_folder_with_a_one_pixel_image_is_fully_processed(tmp_path, photo):
     write_image(tmp_path / "in" / "dot.png", np.full((1, 1, 3), 9, np.uint8))
     write_image(tmp_path / "in" / "photo.png", photo)

@@ -937,6 +937,24 @@ def test_denoise_reaches_models_that_have_it_and_is_refused_elsewhere(photo) -> 
         assert post(client, upload, model="real", scale=2, denoise=2).status_code == 422
 
 
+def test_self_ensemble_reaches_the_upscaler_and_other_sizes_are_refused(photo) -> None:
+    asked: list[int] = []
+
+    def factory(name: str, scale: int, ensemble: int = 1) -> Upscaler:
+        asked.append(ensemble)
+        return Upscaler(tiny_factory(name, scale).model, tile=None, ensemble=ensemble)
+
+    app = create_app(upscaler_factory=factory, model_lister=tiny_lister)
+    with TestClient(app, base_url=LOCAL) as client:
+        upload = png_bytes(photo)
+        results = [post(client, upload, model="compact", scale=2, ensemble=n) for n in (1, 8)]
+        assert [r.status_code for r in results] == [200, 200]
+        assert asked[-2:] == [1, 8]
+        assert results[0].content != results[1].content
+        assert "self-ensemble x8" in results[1].headers["x-runtime"]
+        assert post(client, upload, model="compact", scale=2, ensemble=3).status_code == 422
+
+
 def test_auto_model_is_real_where_it_has_the_scale_and_default_elsewhere(photo) -> None:
     """No model named: the real-world model at x4 (its scale), the clean default at x2."""
     asked: list[tuple[str, int]] = []

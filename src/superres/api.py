@@ -33,6 +33,7 @@ def get_upscaler(
     backend: str = AUTO,
     denoise: float | None = None,
     max_output_pixels: int | None = MAX_OUTPUT_PIXELS,
+    ensemble: int = 1,
 ) -> Upscaler:
     """A cached :class:`Upscaler`, so repeated calls do not reload weights."""
     loaded = load_model(model, scale)
@@ -44,6 +45,7 @@ def get_upscaler(
         backend=backend,
         denoise=denoise,
         max_output_pixels=max_output_pixels,
+        ensemble=ensemble,
     )
 
 
@@ -61,7 +63,9 @@ class ModelOptions(TypedDict, total=False):
     cuda, cuda:N or mps; ``denoise`` in [0, 1] blends ``real``'s two weight sets: 0 keeps the
     input's texture and noise, 1 (its default) cleans them; other models refuse it;
     ``max_output_pixels``: a larger result is refused before any work (256,000,000; None: no
-    limit).
+    limit); ``ensemble``: 2, 4 or 8 averages the model over that many flips and transposes of
+    the input (self-ensemble: that many times the time, a few hundredths of a dB; 1, the
+    default: none).
     """
 
     model: str | Path
@@ -73,6 +77,7 @@ class ModelOptions(TypedDict, total=False):
     backend: str
     denoise: float | None
     max_output_pixels: int | None
+    ensemble: int
 
 
 def _upscaler_for(options: ModelOptions) -> tuple[Upscaler, float | None]:
@@ -92,6 +97,7 @@ def _upscaler_for(options: ModelOptions) -> tuple[Upscaler, float | None]:
         options.get("backend", AUTO),
         options.get("denoise"),
         options.get("max_output_pixels", MAX_OUTPUT_PIXELS),
+        options.get("ensemble", 1),
     )
     return upscaler, outscale
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from superres.engine.inference import Upscaler
+from superres.engine.inference import Upscaler, check_ensemble
 from superres.engine.runtime import DEFAULT_TILE, WHOLE_IMAGE
 from superres.errors import ModelError
 from superres.imageio.files import find_images, load_pixels
@@ -72,13 +72,21 @@ def model_enlarger(
     precision: str = "fp32",
     device: str = "cpu",
     denoise: float | None = None,
+    ensemble: int = 1,
 ) -> Enlarger:
     """Fixed settings rather than the machine's measured ``auto`` ones, so that scores are
     reproducible anywhere; models that should not be tiled run on whole images. ``denoise``
-    is the strength for a model with that control (an error for one without)."""
+    is the strength for a model with that control (an error for one without); ``ensemble``
+    the self-ensemble's size."""
     tile = DEFAULT_TILE if model.contract.tileable else WHOLE_IMAGE
     return Upscaler(
-        model, tile=tile, device=device, precision=precision, backend=backend, denoise=denoise
+        model,
+        tile=tile,
+        device=device,
+        precision=precision,
+        backend=backend,
+        denoise=denoise,
+        ensemble=ensemble,
     ).upscale
 
 
@@ -168,11 +176,15 @@ def benchmark(
     tracks: Sequence[str] = ("clean",),
     device: str = "cpu",
     denoise: float | None = None,
+    ensemble: int = 1,
 ) -> list[EvaluationResult]:
     """Every method at every scale on every dataset and input track (standard protocol).
 
     ``denoise`` runs the models that have that control at that strength (their rows are
-    labelled with it) and the others as they are; it is an error if no model has it."""
+    labelled with it) and the others as they are; it is an error if no model has it.
+    ``ensemble`` runs every model as a self-ensemble of that size (labelled so; bicubic
+    gains nothing from one)."""
+    check_ensemble(ensemble)
     for name in tracks:
         track(name)  # unknown names fail before any work
     passed_over = set(unshipped_cells(methods, scales))
@@ -192,9 +204,10 @@ def benchmark(
         label, enlarge = method, bicubic_enlarger(scale)
         if model is not None:
             strength = denoise if (method, scale) in controlled else None
-            if strength is not None:
-                label = f"{method} (denoise {strength:g})"
-            enlarge = model_enlarger(model, backend, precision, device, strength)
+            notes = [f"denoise {strength:g}"] if strength is not None else []
+            notes += [f"self-ensemble x{ensemble}"] if ensemble > 1 else []
+            label = f"{method} ({', '.join(notes)})" if notes else method
+            enlarge = model_enlarger(model, backend, precision, device, strength, ensemble)
         for name, references in loaded:
             results += [
                 evaluate(enlarge, references, scale, label, name, degradation=degradation)

@@ -70,7 +70,7 @@ class FileWorker:
         if isinstance(self.upscaler, Exception):
             return self.upscaler
         model = f"{self.upscaler.model.name} x{self.upscaler.scale}"
-        return model, self.upscaler.runtime.describe()
+        return model, self.upscaler.describe()
 
     def run(self, job: Job) -> Result:
         if isinstance(self.upscaler, Exception):

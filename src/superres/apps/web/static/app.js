@@ -121,7 +121,9 @@ function setFile(file) {
 // ---------------------------------------------------------------------------------- upscale
 
 function setBusy(busy) {
-  for (const id of ["run", "sample", "model", "scale", "format", "denoise"]) $(id).disabled = busy;
+  for (const id of ["run", "sample", "model", "scale", "format", "denoise", "ensemble"]) {
+    $(id).disabled = busy;
+  }
   if (!busy) $("run").disabled = !state.file || !state.models.length;
   $("progress").hidden = !busy;
 }
@@ -145,6 +147,7 @@ function upscale() {
   form.append("scale", $("scale").value);
   form.append("format", $("format").value);
   if (!$("denoise-control").hidden) form.append("denoise", $("denoise").value);
+  if ($("ensemble").value !== "1") form.append("ensemble", $("ensemble").value);
 
   const request = new XMLHttpRequest();
   request.open("POST", "/api/upscale");
