@@ -64,7 +64,7 @@ class ModelOptions(TypedDict, total=False):
     input's texture and noise, 1 (its default) cleans them; other models refuse it;
     ``max_output_pixels``: a larger result is refused before any work (256,000,000; None: no
     limit); ``ensemble``: 2, 4 or 8 averages the model over that many flips and transposes of
-    the input (self-ensemble: that many times the time, a few hundredths of a dB; 1, the
+    the input (self-ensemble: that many times the time, up to about 0.1 dB; 1, the
     default: none).
     """
 

@@ -95,7 +95,7 @@ BACKEND_HELP = "auto: the fastest measured; onnxruntime needs superres[onnx]."
 TILE_HELP = "Tile side in input pixels (bounds memory), or auto: the fastest measured."
 ENSEMBLE_HELP = (
     "Self-ensemble: average the model over N flips and transposes of the input (2, 4 or 8; "
-    "N times the time for a few hundredths of a dB) [1: none]."
+    "N times the time for up to about 0.1 dB) [1: none]."
 )
 
 

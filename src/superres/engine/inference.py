@@ -156,7 +156,7 @@ class Upscaler:
         control, such as ``real``; None is the model as trained (1 for ``real``). A result
         over ``max_output_pixels`` (None: no limit) is refused before any work. ``ensemble``
         (2, 4 or 8) averages the network over that many flips and transposes of each tile:
-        that many times the time for a few hundredths of a dB (tiled still equals untiled).
+        that many times the time for up to about a tenth of a dB (tiled still equals untiled).
         """
         check_ensemble(ensemble)
         self.ensemble = ensemble

@@ -191,7 +191,7 @@ class UpscaleForm(BaseModel):
         1,
         description=f"Self-ensemble, {' or '.join(map(str, ENSEMBLE_SIZES))}: the model "
         "averaged over this many flips and transposes of the input (that many times the time "
-        "for a few hundredths of a dB); 1: none.",
+        "for up to about 0.1 dB); 1: none.",
     )
 
     @field_validator("ensemble")
