@@ -21,7 +21,7 @@ from torch import multiprocessing
 from superres.errors import SuperresError
 from superres.imageio.files import write_image
 from superres.training.distributed import World, join_world, leave_world
-from superres.training.trainer import CHECKPOINT, LOG, RUN, WEIGHTS, Trainer
+from superres.training.trainer import BEST_WEIGHTS, CHECKPOINT, LOG, RUN, WEIGHTS, Trainer
 
 ATOL = 1e-5  # gradients summed in another order: float rounding, nothing more
 # With a discriminator the same rounding shows larger (measured: 3e-5 in one of 4 losses and 2 of
@@ -178,7 +178,9 @@ def test_torchrun_two_processes_then_one_through_the_cli(image_folder: Path, tmp
     assert "2 processes (cpu): global batch 4 (2 per process)" in first.stdout
     assert first.stdout.count("weights:") == 1  # rank 0 alone prints
     assert [int(r["step"]) for r in _log(run)] == [2, 4]  # and writes: no doubled rows
-    assert sorted(p.name for p in run.iterdir()) == sorted([CHECKPOINT, LOG, RUN, WEIGHTS])
+    assert sorted(p.name for p in run.iterdir()) == sorted(
+        [BEST_WEIGHTS, CHECKPOINT, LOG, RUN, WEIGHTS]
+    )
 
     second = run_superres("train", "-o", str(run), "--resume", "--steps", "6", env=env)
     assert second.returncode == 0, second.stderr

@@ -17,6 +17,7 @@ from superres.imageio.files import write_image
 from superres.models import create_model, load_weights_file, save_weights
 from superres.training.adversarial import BlurHalving, UNetDiscriminator
 from superres.training.trainer import (
+    BEST_WEIGHTS,
     CHECKPOINT,
     LOG,
     WEIGHTS,
@@ -440,9 +441,48 @@ def test_resume_refuses_changed_settings_but_may_extend(tmp_path, image_folder):
     changed = Trainer(_config(image_folder, lr=5e-3, batch_size=2), tmp_path)
     with pytest.raises(SuperresError, match=r"batch_size 4 -> 2, lr 0\.002 -> 0\.005"):
         changed.resume()
-    longer = Trainer(_config(image_folder, steps=12), tmp_path)
+    longer = Trainer(_config(image_folder, steps=12, clip_grad=1.0), tmp_path)
     longer.resume()
     assert longer.step == 4
+
+
+def test_the_best_validated_weights_survive_a_later_fall(tmp_path, image_folder):
+    """A spike late in a run must not cost the best weights: best.safetensors keeps them,
+    across a resume too."""
+    scores = iter([20.0, 25.0, 22.0])
+    config = _config(image_folder, steps=12)
+    trainer = Trainer(config, tmp_path)
+    trainer.validate = lambda: (next(scores), 0.5)
+    trainer.run(until=8)
+    best = tmp_path / BEST_WEIGHTS
+    assert load_weights_file(best).metadata["steps"] == "8"
+    kept = best.read_bytes()
+    resumed = Trainer(config, tmp_path)
+    resumed.resume()
+    resumed.validate = lambda: (next(scores), 0.5)
+    resumed.run()
+    assert load_weights_file(tmp_path / WEIGHTS).metadata["val_psnr"] == "22.0000"
+    assert best.read_bytes() == kept
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.01])
+def test_clip_grad_bounds_every_steps_gradient(tmp_path, image_folder, clip):
+    trainer = Trainer(_config(image_folder, clip_grad=clip), tmp_path)
+    norms = []
+    step = trainer.optimizer.step
+
+    def measured_step(*args, **kwargs):
+        grads = [p.grad for p in trainer.network.parameters() if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = measured_step
+    for _ in range(3):
+        trainer.train_step()
+    if clip:
+        assert max(norms) <= clip * 1.001
+    else:
+        assert min(norms) > 0.01  # so the clipped case above clips something
 
 
 def test_precision_and_loss_typos_are_refused(tmp_path, image_folder):
@@ -587,3 +627,33 @@ def _crafted(tmp_path, hyper: str):
 def test_crafted_weights_metadata_is_refused_before_construction(tmp_path, hyper, message):
     with pytest.raises(ModelError, match=message):
         load_weights_file(_crafted(tmp_path, hyper))
+
+
+def test_distillation_weighs_the_teachers_output_against_the_ground_truth(tmp_path, image_folder):
+    """A teacher that is the student's own starting weights (one view) agrees with it on the
+    first batch: with distill 1 the loss starts at 0, with 0.5 at half the plain loss."""
+    start = tmp_path / "start.safetensors"
+    save_weights(start, create_model("compact", 2, width=8, blocks=1))
+    plain = Trainer(_config(image_folder, init=str(start)), tmp_path / "plain").train_step()
+    for weight, expected in [(1.0, 0.0), (0.5, plain / 2)]:
+        config = _config(
+            image_folder, init=str(start), teacher=str(start), distill=weight, teacher_ensemble=1
+        )
+        loss = Trainer(config, tmp_path / f"distill{weight}").train_step()
+        assert loss == pytest.approx(expected, abs=1e-6)
+    eight = _config(image_folder, init=str(start), teacher=str(start), distill=1.0)
+    assert Trainer(eight, tmp_path / "eight").train_step() > 0  # the ensemble is not the model
+
+
+def test_distillation_settings_that_cannot_work_are_refused(tmp_path, image_folder):
+    other = tmp_path / "x3.safetensors"
+    save_weights(other, create_model("compact", 3, width=8, blocks=1))
+    with pytest.raises(SuperresError, match="teacher .* is x3 on 1 channel.*x2 on 1"):
+        Trainer(_config(image_folder, teacher=str(other), distill=0.5), tmp_path / "a")
+    with pytest.raises(SuperresError, match="needs a --teacher"):
+        Trainer(_config(image_folder, distill=0.5), tmp_path / "b")
+    with pytest.raises(SuperresError, match="self-ensemble size must be"):
+        Trainer(
+            _config(image_folder, teacher=str(other), distill=0.5, teacher_ensemble=3),
+            tmp_path / "c",
+        )

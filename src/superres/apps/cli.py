@@ -377,6 +377,35 @@ def train_command(
             metavar="WEIGHT",
         ),
     ] = None,
+    clip_grad: Annotated[
+        float | None,
+        typer.Option(
+            help="Rescale any step's gradient to at most this global norm, e.g. 1 (guards deep "
+            "networks at a high learning rate against a loss spike; may be added on --resume) "
+            "[0: none].",
+            metavar="NORM",
+        ),
+    ] = None,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(
+            help="Distil from these weights' self-ensemble (see --distill), e.g. the --init "
+            "weights: one pass learns what several gave.",
+            metavar="WEIGHTS",
+        ),
+    ] = None,
+    distill: Annotated[
+        float | None,
+        typer.Option(
+            help="Weight in (0, 1] of the loss against the teacher's output; the ground "
+            "truth's is 1 minus it [0].",
+            metavar="WEIGHT",
+        ),
+    ] = None,
+    teacher_ensemble: Annotated[
+        int | None,
+        typer.Option(help="Views in the teacher's self-ensemble: 1, 2, 4 or 8 [8].", metavar="N"),
+    ] = None,
     rescale: Annotated[
         str | None,
         typer.Option(
@@ -412,7 +441,8 @@ def train_command(
         bool,
         typer.Option(
             "--resume",
-            help="Continue from the run's checkpoint, with its settings; only --steps may change.",
+            help="Continue from the run's checkpoint, with its settings; only --steps, "
+            "--precision and --clip-grad may change.",
         ),
     ] = False,
     degradation: Annotated[
@@ -458,6 +488,10 @@ def train_command(
         "ema": ema,
         "adversarial": adversarial,
         "feature_matching": feature_matching,
+        "clip_grad": clip_grad,
+        "teacher": str(teacher) if teacher else None,
+        "distill": distill,
+        "teacher_ensemble": teacher_ensemble,
         "degradation": degradation,
         "degradation_preset": preset,
         "val_track": val_track,

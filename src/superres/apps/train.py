@@ -26,7 +26,9 @@ from superres.apps.report.tables import format_number
 from superres.errors import SuperresError
 from superres.training.distributed import World, join_world, leave_world
 from superres.training.trainer import (
+    BEST_WEIGHTS,
     CHECKPOINT,
+    WEIGHTS,
     EpochReport,
     TrainConfig,
     Trainer,
@@ -142,7 +144,8 @@ def run_training(
             _announce(out, trainer)
         _train(trainer, world, err)
         if world.main:
-            out.print(f"weights: {output / 'model.safetensors'}")
+            best = f" (best validation: {output / BEST_WEIGHTS})" if trainer.best_psnr else ""
+            out.print(f"weights: {output / WEIGHTS}{best}", highlight=False)
     finally:
         leave_world()
 

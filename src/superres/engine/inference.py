@@ -55,6 +55,30 @@ def _flipped(planes: torch.Tensor, left_right: bool, top_bottom: bool) -> torch.
     return planes.flip(dims) if dims else planes
 
 
+def _enlarged_view(
+    enlarge: Callable[[torch.Tensor], torch.Tensor],
+    planes: torch.Tensor,
+    transpose: bool,
+    left_right: bool,
+    top_bottom: bool,
+) -> torch.Tensor:
+    view = _flipped(planes, left_right, top_bottom)
+    out = enlarge(view.transpose(-1, -2) if transpose else view)
+    return _flipped(out.transpose(-1, -2) if transpose else out, left_right, top_bottom)
+
+
+def self_ensemble(
+    enlarge: Callable[[torch.Tensor], torch.Tensor], planes: torch.Tensor, size: int
+) -> torch.Tensor:
+    """``enlarge(planes)`` averaged over the first ``size`` dihedral views of ``planes``
+    (N, C, H, W): the upscaler's ensemble, and a distilling trainer's teacher."""
+    views = (_enlarged_view(enlarge, planes, *view) for view in _DIHEDRAL[:size])
+    total = next(views)  # the identity: with no ensemble, the plain result
+    for out in views:
+        total.add_(out)
+    return total.div_(size) if size > 1 else total
+
+
 def check_ensemble(size: int) -> None:
     if size not in ENSEMBLE_SIZES:
         raise SuperresError(
@@ -236,21 +260,6 @@ class Upscaler:
         luma = self.network(ycbcr[:, :1])
         return _ycbcr_to_rgb(torch.cat([luma, self._enlarge_planes(ycbcr[:, 1:])], dim=1))
 
-    def _ensembled_colour(self, colour: torch.Tensor) -> torch.Tensor:
-        """:meth:`_enlarge_colour`, averaged over the self-ensemble's views of the tile."""
-        views = (self._enlarged_view(colour, *view) for view in _DIHEDRAL[: self.ensemble])
-        total = next(views)  # the identity: with no ensemble, the plain result
-        for out in views:
-            total.add_(out)
-        return total.div_(self.ensemble) if self.ensemble > 1 else total
-
-    def _enlarged_view(
-        self, colour: torch.Tensor, transpose: bool, left_right: bool, top_bottom: bool
-    ) -> torch.Tensor:
-        view = _flipped(colour, left_right, top_bottom)
-        out = self._enlarge_colour(view.transpose(-1, -2) if transpose else view)
-        return _flipped(out.transpose(-1, -2) if transpose else out, left_right, top_bottom)
-
     @torch.inference_mode()
     def _process(self, tile: np.ndarray, peak: float) -> np.ndarray:
         """One LR tile (H, W, C) of integers -> its enlarged tile, rounded, as floats in [0, peak].
@@ -261,7 +270,7 @@ class Upscaler:
         planes = torch.from_numpy(np.ascontiguousarray(tile.transpose(2, 0, 1)))
         planes = (planes.to(self.device, torch.float32) / peak).unsqueeze(0)
         colour_channels = colour_channel_count(planes.shape[1])
-        out = self._ensembled_colour(planes[:, :colour_channels])
+        out = self_ensemble(self._enlarge_colour, planes[:, :colour_channels], self.ensemble)
         if planes.shape[1] > colour_channels:
             out = torch.cat([out, self._enlarge_planes(planes[:, colour_channels:])], dim=1)
         out = out.clamp_(0.0, 1.0).mul_(peak).round_()

@@ -3,7 +3,8 @@
 Each "epoch" is a fixed number of steps (patches are sampled, not enumerated);
 after each one the run validates with the standard protocol, appends a row to
 ``log.csv``, and writes ``checkpoint.pt`` (tensors and plain data only, loaded
-with ``weights_only=True``) and ``model.safetensors`` (the shippable weights).
+with ``weights_only=True``), ``model.safetensors`` (the shippable weights) and, whenever
+validation improves, ``best.safetensors`` (so a late loss spike cannot cost the best weights).
 A stop asked for between epochs (Ctrl-C, SIGTERM) checkpoints the current step.
 Under torchrun (see :mod:`superres.training.distributed`) rank 0 alone writes; ``run.json``
 records each segment of the run with its number of processes.
@@ -38,10 +39,12 @@ from superres.models.registry import ARCHITECTURES
 from superres.quality.realistic import TRACKS, RealisticConfig, Track, preset, track
 from superres.training.adversarial import Adversary
 from superres.training.data import PatchSampler, training_files
+from superres.training.distillation import Teacher
 from superres.training.distributed import World
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "model.safetensors"
+BEST_WEIGHTS = "best.safetensors"
 LOG = "log.csv"
 RUN = "run.json"
 LOG_FIELDS = ["epoch", "step", "loss", "val_psnr", "val_ssim", "lr", "seconds"]
@@ -52,8 +55,9 @@ TRAIN_PRECISIONS: tuple[TrainPrecision, ...] = ("fp32", "bf16")
 # "clean" is the bicubic degradation itself.
 TRAINING_TRACKS = tuple(name for name in TRACKS if name != "clean")
 # Settings a resumed run may change: more steps extend it (the cosine is recomputed); the
-# precision is arithmetic only (a bf16 run resumed on a CPU without native bf16 goes on in fp32).
-EXTENDABLE = ("steps", "precision")
+# precision is arithmetic only (a bf16 run resumed on a CPU without native bf16 goes on in fp32);
+# gradient clipping may be switched on for a run that spiked.
+EXTENDABLE = ("steps", "precision", "clip_grad")
 
 
 @dataclass
@@ -87,6 +91,15 @@ class TrainConfig:
     # and of feature matching, added to the pixel loss; 0 and 0: none (no discriminator).
     adversarial: float = 0.0
     feature_matching: float = 0.0
+    # Largest global gradient norm a step may take (rescaled above it); 0: no clipping. Deep
+    # residual networks at a high learning rate can take one huge step that undoes hours.
+    clip_grad: float = 0.0
+    # Distillation (see superres.training.distillation): the loss is (1 - distill) times the
+    # loss against the ground truth plus distill times the loss against the self-ensemble
+    # (teacher_ensemble views) of the weights file ``teacher``; 0: no teacher.
+    distill: float = 0.0
+    teacher: str | None = None
+    teacher_ensemble: int = 8
 
 
 @dataclass
@@ -162,7 +175,7 @@ def _defaults() -> dict[str, Any]:
 
 def _comparable(key: str, value: Any) -> Any:
     """Paths compared as resolved paths; everything else as JSON would store it."""
-    if key in ("train", "val", "init") and value is not None:
+    if key in ("train", "val", "init", "teacher") and value is not None:
         paths = value if isinstance(value, list) else [value]
         return [str(Path(path).resolve()) for path in paths]
     return json.loads(json.dumps(value))
@@ -258,6 +271,11 @@ class Trainer:
             raise SuperresError(f"the weight average's decay must be in [0, 1), got {config.ema}")
         if min(config.adversarial, config.feature_matching) < 0:
             raise SuperresError("the adversarial and feature-matching weights must be >= 0")
+        if not 0.0 <= config.distill <= 1.0 or (config.distill > 0) != bool(config.teacher):
+            raise SuperresError(
+                f"distillation needs a --teacher and a --distill weight in (0, 1], got "
+                f"{config.distill} and {config.teacher or 'no teacher'}"
+            )
         self.config = config
         self.run_dir = run_dir
         self.world = world or World()
@@ -273,6 +291,18 @@ class Trainer:
             self._start_from(Path(config.init))
         self.network = self.model.network.to(self.device, memory_format=torch.channels_last)
         self.parallel = self.world.wrap(self.network)
+        self.teacher = (
+            Teacher(
+                Path(config.teacher),
+                config.scale,
+                self.model.channels,
+                config.teacher_ensemble,
+                self.device,
+                bf16=config.precision == "bf16",
+            )
+            if config.teacher
+            else None
+        )
         self.optimizer = _optimizer(self.model, config.lr)
         self.average = (
             [p.detach().clone() for p in self.network.parameters()] if config.ema else None
@@ -443,10 +473,15 @@ class Trainer:
             prediction = self.parallel(low)
         output = prediction.float()
         loss = self.loss_fn(output, high)
+        if self.teacher is not None:
+            weight = self.config.distill
+            loss = (1 - weight) * loss + weight * self.loss_fn(output, self.teacher(low))
         if self.adversary is not None:
             loss = loss + self.adversary.generator_loss(output, high)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.config.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.clip_grad)
         self.optimizer.step()
         if self.adversary is not None:
             self.adversary.step(output, high, lr)
@@ -532,6 +567,10 @@ class Trainer:
             self._write_log(report)
             with self._averaged_weights():
                 self._export(report)
+            if val_psnr is not None and (self.best_psnr is None or val_psnr > self.best_psnr):
+                self.best_psnr = val_psnr
+                weights = (self.run_dir / WEIGHTS).read_bytes()
+                _atomic_write(self.run_dir / BEST_WEIGHTS, lambda handle: handle.write(weights))
             self.save_checkpoint(seconds)
         return report
 
