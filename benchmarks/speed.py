@@ -167,7 +167,7 @@ def bf16_cost(model: LoadedModel) -> dict[str, Any] | None:
         "scale": model.scale,
         "set5_psnr_fp32": round(fp32, 4),
         "set5_psnr_bf16": round(bf16, 4),
-        "cost_db": round(fp32 - bf16, 4),
+        "cost_db": round(fp32 - bf16, 4) + 0.0,  # + 0.0: a cost that rounds to nothing is 0, not -0
     }
 
 
