@@ -12,27 +12,29 @@ from superres.quality.degrade import imresize_matlab
 EXACT = {"precision": "fp32", "backend": "pytorch"}
 
 
-def _random_model(name: str, scale: int, std: float = 0.05):
+def _random_model(name: str, scale: int, std: float = 0.05, **hyper: int):
     torch.manual_seed(0)
-    model = create_model(name, scale)
+    model = create_model(name, scale, **hyper)
     for p in model.network.parameters():
         torch.nn.init.normal_(p, std=std)
     return model
 
 
 @pytest.mark.parametrize(
-    "name,scale",
+    "name,scale,hyper",
     [
-        ("compact", 3),
-        ("srcnn-955", 2),
-        ("srcnn-tutorial", 2),
-        ("fsrcnn", 3),
-        ("espcn", 4),
-        ("autoencoder", 2),
+        ("compact", 3, {}),
+        ("srcnn-955", 2, {}),
+        ("srcnn-tutorial", 2, {}),
+        ("fsrcnn", 3, {}),
+        ("espcn", 4, {}),
+        ("autoencoder", 2, {}),
+        # the windowed degradation estimate reaches past the residual blocks
+        ("real", 2, {"width": 8, "blocks": 2, "window": 9}),
     ],
 )
-def test_tiled_equals_untiled_on_an_image_of_many_tiles(astronaut, name, scale):
-    model = _random_model(name, scale)
+def test_tiled_equals_untiled_on_an_image_of_many_tiles(astronaut, name, scale, hyper):
+    model = _random_model(name, scale, **hyper)
     whole = Upscaler(model, tile=512, **EXACT).upscale(astronaut)
     tiled = Upscaler(model, tile=20, **EXACT).upscale(astronaut)  # 25 tiles
     assert whole.shape == (96 * scale, 96 * scale, 3)
