@@ -6,27 +6,15 @@ from superres.engine.export import OnnxRuntimeNetwork, export_onnx, max_differen
 from superres.engine.inference import Upscaler
 from superres.models import create_model
 
-SMALL_COMPACT = {"width": 8, "blocks": 2}
 
-
-@pytest.mark.parametrize(
-    "name,scale,hyper",
-    [
-        ("compact", 3, SMALL_COMPACT),
-        ("srcnn-955", 2, {}),
-        ("fsrcnn", 4, {}),
-        ("real", 2, {**SMALL_COMPACT, "window": 4}),  # average pooling without its padding
-    ],
-)
-def test_onnx_matches_pytorch_on_random_sizes(name, scale, hyper):
+@pytest.mark.parametrize("name,scale", [("compact", 3), ("srcnn-955", 2), ("fsrcnn", 4)])
+def test_onnx_matches_pytorch_on_random_sizes(name, scale):
     torch.manual_seed(0)
-    model = create_model(name, scale, **hyper)
-    if hyper.get("window"):  # its modulation starts at zero: make it do something
-        torch.nn.init.normal_(model.network.estimate.modulation[-1].weight, std=0.1)
+    model = create_model(name, scale, **({"width": 8, "blocks": 2} if name == "compact" else {}))
     network = OnnxRuntimeNetwork(onnx_bytes(model))
     assert max_difference(model, network, [(9, 13), (31, 17), (20, 20)]) < 1e-4
-    out = network(torch.rand(2, model.channels, 11, 7))
-    assert out.shape == (2, model.channels, 11 * scale, 7 * scale)
+    out = network(torch.rand(2, 1, 11, 7))
+    assert out.shape == (2, 1, 11 * scale, 7 * scale)
 
 
 def test_exported_file_carries_metadata(tmp_path):

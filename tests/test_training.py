@@ -240,14 +240,7 @@ def test_init_starts_from_trained_weights_and_refuses_another_model(tmp_path, im
         Trainer(other, tmp_path / "c")
 
 
-@pytest.mark.parametrize(
-    "grown",
-    [
-        {"width": 8, "blocks": 3},
-        {"width": 12, "blocks": 1},
-        {"width": 8, "blocks": 1, "window": 5},  # given a degradation estimate
-    ],
-)
+@pytest.mark.parametrize("grown", [{"width": 8, "blocks": 3}, {"width": 12, "blocks": 1}])
 def test_init_grows_a_compact_model_without_changing_what_it_computes(
     tmp_path, image_folder, grown
 ):
@@ -260,8 +253,7 @@ def test_init_grows_a_compact_model_without_changing_what_it_computes(
     big = Trainer(
         _config(image_folder, hyper=grown, init=str(tmp_path / "small" / WEIGHTS)), tmp_path / "big"
     )
-    fresh = [name for name in big.fresh_tensors if not name.startswith("estimate.")]
-    assert fresh == [] and len(big.network.body) == grown["blocks"] + 1
+    assert big.fresh_tensors == [] and len(big.network.body) == grown["blocks"] + 1
     low_res = torch.rand(1, 1, 20, 17, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         torch.testing.assert_close(big.network.eval()(low_res), small(low_res))
@@ -270,16 +262,6 @@ def test_init_grows_a_compact_model_without_changing_what_it_computes(
     assert all(np.isfinite(big.train_step()) for _ in range(2))
     unchanged = [name for name, p in big.network.named_parameters() if torch.equal(p, before[name])]
     assert unchanged == []
-
-
-def test_init_refuses_another_degradation_window(tmp_path, image_folder):
-    """A trained estimate of one window's radius computes something else at another."""
-    first = {"width": 8, "blocks": 1, "window": 3}
-    Trainer(_config(image_folder, hyper=first), tmp_path / "one").run()
-    other = {**first, "window": 4}
-    config = _config(image_folder, hyper=other, init=str(tmp_path / "one" / WEIGHTS))
-    with pytest.raises(SuperresError, match="cannot start from it"):
-        Trainer(config, tmp_path / "two")
 
 
 @pytest.mark.parametrize("smaller", [{"width": 8, "blocks": 0}, {"width": 6, "blocks": 1}])

@@ -25,58 +25,8 @@ class ResidualBlock(nn.Module):
         return x + self.conv2(F.relu(self.conv1(x)))
 
 
-# Residual blocks between two modulations of the features by the degradation estimate.
-MODULATION_EVERY = 4
-
-
-class DegradationEstimate(nn.Module):
-    """How degraded the input is around each pixel, as a scale and shift of the body's features.
-
-    A 65-pixel view cannot tell a clean JPEG's texture from noise on smooth content (what the
-    real-world model lost on JPEG-only photos, docs/training.md steps 26-27); the mean of local
-    statistics over a window ``radius`` pixels each side can, and it stays a local operation, so
-    tiles with the contract's margin still give the whole-image result. The window's mean counts
-    only pixels inside the image (average pooling without its padding), separable in rows and
-    columns. The last layer starts at zero: a network given the estimate computes, before
-    training, exactly what it did without it.
-    """
-
-    def __init__(self, channels: int, width: int, radius: int, points: int) -> None:
-        super().__init__()
-        statistics = 32
-        self.features = nn.Sequential(
-            conv(channels, statistics, 3),
-            nn.ReLU(),
-            conv(statistics, statistics, 3),
-            nn.ReLU(),
-            conv(statistics, statistics, 3),
-            nn.ReLU(),
-        )
-        self.modulation = nn.Sequential(
-            nn.Conv2d(statistics, 64, 1), nn.ReLU(), nn.Conv2d(64, points * 2 * width, 1)
-        )
-        nn.init.zeros_(self.modulation[-1].weight)
-        nn.init.zeros_(self.modulation[-1].bias)
-        self.radius = radius
-        self.points = points
-        self.context = radius + 3  # three 3x3 convolutions, then the window
-
-    def forward(self, low_res: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(scale, shift) pairs, one per modulation point: features * (1 + scale) + shift."""
-        side, r = 2 * self.radius + 1, self.radius
-        statistics = self.features(low_res)
-        statistics = F.avg_pool2d(statistics, (1, side), 1, (0, r), count_include_pad=False)
-        statistics = F.avg_pool2d(statistics, (side, 1), 1, (r, 0), count_include_pad=False)
-        chunks = self.modulation(statistics).chunk(2 * self.points, dim=1)
-        return list(zip(chunks[::2], chunks[1::2], strict=True))
-
-
 class CompactSR(nn.Module):
-    def __init__(
-        self, scale: int, channels: int = 1, width: int = 32, blocks: int = 8, window: int = 0
-    ) -> None:
-        """``window``: radius in LR pixels of the :class:`DegradationEstimate` that modulates
-        the body every few blocks; 0 for none."""
+    def __init__(self, scale: int, channels: int = 1, width: int = 32, blocks: int = 8) -> None:
         super().__init__()
         self.scale = scale
         self.head = conv(channels, width, 3)
@@ -85,15 +35,8 @@ class CompactSR(nn.Module):
         )
         self.tail = conv(width, channels * scale * scale, 3)
         self.upsample = MatlabBicubicUpsample(scale, channels)
-        self.estimate = (
-            DegradationEstimate(channels, width, window, -(-blocks // MODULATION_EVERY))
-            if window
-            else None
-        )
-        # Each 3x3 convolution sees one more LR pixel; the bicubic skip needs two. The estimate
-        # reaches its own context beyond the first block's input.
-        reach = self.estimate.context if self.estimate else 0
-        self.contract = NetworkContract(scale, channels, context=2 * blocks + 3 + 2 + reach)
+        # Each 3x3 convolution sees one more LR pixel; the bicubic skip needs two.
+        self.contract = NetworkContract(scale, channels, context=2 * blocks + 3 + 2)
         self.blocks = blocks
 
     def grown(self, state: dict[str, torch.Tensor], blocks: int) -> dict[str, torch.Tensor]:
@@ -122,21 +65,9 @@ class CompactSR(nn.Module):
 
     def forward(self, low_res: torch.Tensor) -> torch.Tensor:
         features = self.head(low_res)
-        features = features + (
-            self._modulated_body(features, low_res) if self.estimate else self.body(features)
-        )
+        features = features + self.body(features)
         detail = F.pixel_shuffle(self.tail(features), self.scale)
         return self.upsample(low_res) + detail
-
-    def _modulated_body(self, features: torch.Tensor, low_res: torch.Tensor) -> torch.Tensor:
-        modulations = iter(self.estimate(low_res))
-        x = features
-        for index, layer in enumerate(self.body):
-            if index < self.blocks and index % MODULATION_EVERY == 0:
-                scale, shift = next(modulations)
-                x = torch.addcmul(shift, x, 1 + scale)
-            x = layer(x)
-        return x
 
 
 def _widened(trained: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:

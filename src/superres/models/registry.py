@@ -94,7 +94,7 @@ _SRCNN_PAPER = "Dong et al., SRCNN (TPAMI 2015)"
 # weights say which variant they are.
 _RESIDUAL = {"residual": True}
 _SRCNN_BOUNDS = {"widths": Bound(1, 512, length=2), "residual": FLAG, "valid_outer": FLAG}
-_COMPACT_BOUNDS = {"width": WIDTH, "blocks": DEPTH, "window": Bound(0, 64)}
+_COMPACT_BOUNDS = {"width": WIDTH, "blocks": DEPTH}
 ARCHITECTURES: dict[str, Architecture] = {
     arch.name: arch
     for arch in (

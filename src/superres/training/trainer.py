@@ -189,8 +189,8 @@ def _same_family(found_name: str, wanted_name: str) -> bool:
 
 
 def _growing(found: tuple[str, dict], wanted: tuple[str, dict]) -> bool:
-    """Whether ``wanted`` is ``found`` with more residual blocks or channels (neither fewer),
-    perhaps given a degradation estimate it lacked (``window``), and nothing else changed."""
+    """Whether ``wanted`` is ``found`` with more residual blocks or channels (neither fewer)
+    and nothing else changed."""
     (found_name, found_hyper), (wanted_name, wanted_hyper) = found, wanted
     grows = ("blocks", "width")
     if not _same_family(found_name, wanted_name) or any(
@@ -198,14 +198,9 @@ def _growing(found: tuple[str, dict], wanted: tuple[str, dict]) -> bool:
     ):
         return False
     sizes = [(found_hyper[key], wanted_hyper.get(key, 0)) for key in grows]
-    window = found_hyper.get("window", 0), wanted_hyper.get("window", 0)
-    kept = {*grows, "window"}
-    return (
-        all(old <= new for old, new in sizes)
-        and window[0] in (0, window[1])
-        and {key: value for key, value in found_hyper.items() if key not in kept}
-        == {key: value for key, value in wanted_hyper.items() if key not in kept}
-    )
+    return all(old <= new for old, new in sizes) and {
+        key: value for key, value in found_hyper.items() if key not in grows
+    } == {key: value for key, value in wanted_hyper.items() if key not in grows}
 
 
 def config_changes(saved: dict[str, Any], config: TrainConfig) -> dict[str, tuple[Any, Any]]:
@@ -350,8 +345,7 @@ class Trainer:
         another scale, every tensor whose name and shape match is taken (the features) and the
         rest (the scale-specific tail) starts fresh: a x4 model's features start a x2 one. A
         compact network may also start from a smaller one (more ``blocks`` or ``width``, all
-        else equal; a ``large`` one from a ``compact`` one) or from one without the degradation
-        estimate (``window``), which then starts fresh and neutral."""
+        else equal; a ``large`` one from a ``compact`` one)."""
         start = load_weights_file(path)
         found = (start.name, json.loads(start.metadata.get("hyper", "{}")))
         wanted = (self.model.name, json.loads(self.model.metadata["hyper"]))
